@@ -1,0 +1,284 @@
+"""One TOML file selects the driver, the analyzers, the policy and their options.
+
+::
+
+    driver = "nanonis"                 # which driver plugin
+    policy = "rules"                   # which conditioning policy
+    analyzers = ["double_tip", "drift"]
+    [drivers.nanonis]                  # options of each plugin, under its kind and name
+    host = "192.168.1.10"
+    [safety]
+    max_pulse = "4 V"
+    [run]
+    folder = "runs"
+
+The core validates its own keys and, for every plugin the file selects or configures, that
+plugin's option schema (see :mod:`probepilot.options`). Unit strings become SI floats here, once.
+Every problem is a :class:`~probepilot.errors.ConfigError` naming the file, the key path, the
+value and what was expected. With no file, the defaults run the simulated microscope.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import tomli_w
+
+from probepilot.errors import ConfigError, PluginError
+from probepilot.options import Doc, Range, build, to_table
+from probepilot.plugins import PluginManager, make_plugin_manager
+from probepilot.safety import SafetyLimits
+
+#: Config section of each plugin kind -> the registry kind.
+SECTIONS: dict[str, str] = {
+    "drivers": "driver",
+    "analyzers": "analyzer",
+    "policies": "policy",
+    "panels": "panel",
+}
+
+DEFAULT_SOURCE = "<defaults>"
+
+
+@dataclass(frozen=True)
+class PluginsOptions:
+    """The ``[plugins]`` table: which plugins to disable, load or insist on."""
+
+    disable: Annotated[
+        list[str], Doc("entry-point names not to load (also PROBEPILOT_DISABLE_PLUGINS)")
+    ] = field(default_factory=list)
+    load: Annotated[
+        list[str], Doc("plugins to load even when PROBEPILOT_DISABLE_PLUGIN_AUTOLOAD is set")
+    ] = field(default_factory=list)
+    require: Annotated[
+        list[str],
+        Doc("plugins that must be installed, with optional versions: 'probepilot-noise>=0.1'"),
+    ] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The ``[run]`` table: where and how long runs go."""
+
+    folder: Annotated[
+        str,
+        Doc(
+            "where run folders are created; relative paths are relative to the config file's "
+            "folder (the current directory when there is no file)"
+        ),
+    ] = "runs"
+    frames: Annotated[
+        int | None, Range(1, 10_000_000), Doc("stop after this many frames (default: no limit)")
+    ] = None
+
+
+@dataclass(frozen=True)
+class CoreOptions:
+    """The top-level keys of the config file."""
+
+    driver: Annotated[str, Doc("the driver plugin to use, e.g. 'sim' or 'nanonis'")] = "sim"
+    policy: Annotated[
+        str, Doc("the tip-conditioning policy, e.g. 'rules', 'ga', 'rl', 'random'")
+    ] = "random"
+    analyzers: Annotated[list[str], Doc("analyzers run on every frame, in this order")] = field(
+        default_factory=list
+    )
+    safety: Annotated[SafetyLimits, Doc("limits every action must respect")] = field(
+        default_factory=SafetyLimits
+    )
+    run: Annotated[RunOptions, Doc("run folder and length")] = field(default_factory=RunOptions)
+    plugins: Annotated[PluginsOptions, Doc("plugin loading")] = field(
+        default_factory=PluginsOptions
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated, effective configuration of one process.
+
+    ``core`` holds the top-level keys; ``plugin_options`` maps ``(kind, name)`` to the validated
+    options of every plugin the file selects or configures; ``source`` names the file.
+    """
+
+    core: CoreOptions
+    plugin_options: Mapping[tuple[str, str], Any]
+    source: str
+    base_dir: Path
+
+    @property
+    def driver(self) -> str:
+        return self.core.driver
+
+    @property
+    def policy(self) -> str:
+        return self.core.policy
+
+    @property
+    def analyzers(self) -> list[str]:
+        return self.core.analyzers
+
+    @property
+    def safety(self) -> SafetyLimits:
+        return self.core.safety
+
+    @property
+    def run(self) -> RunOptions:
+        return self.core.run
+
+    def options(self, kind: str, name: str) -> Any:
+        """Validated options of plugin ``name`` of ``kind`` (None if it declares none)."""
+        return self.plugin_options.get((kind, name))
+
+    def run_folder(self) -> Path:
+        """Where run folders go, resolved against :attr:`base_dir`."""
+        return (self.base_dir / self.core.run.folder).resolve()
+
+    def to_table(self) -> dict[str, Any]:
+        """The effective configuration as a TOML-ready table, with defaults filled in."""
+        table = to_table(self.core)
+        kind_to_section = {kind: section for section, kind in SECTIONS.items()}
+        for (kind, name), options in sorted(self.plugin_options.items()):
+            if options is not None:
+                section = table.setdefault(kind_to_section[kind], {})
+                section[name] = to_table(options)
+        return table
+
+    def to_toml(self) -> str:
+        """:meth:`to_table` as TOML text; reading it back gives the same config."""
+        return tomli_w.dumps(self.to_table())
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file, turning every failure into a one-line :class:`ConfigError`."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the config file: {exc.strerror or exc}",
+            source=str(path),
+            hint="check the path; `probepilot config show` prints a complete example",
+        ) from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})", source=str(path)
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    extra_plugins: Mapping[str, object] | None = None,
+) -> tuple[Config, PluginManager]:
+    """Read ``path`` (or the defaults), load the plugins it allows, validate everything.
+
+    :returns: the config and the plugin manager whose registries it was validated against.
+    :raises ConfigError: for any invalid file, naming file and key.
+    """
+    source = str(path) if path is not None else DEFAULT_SOURCE
+    raw = read_toml(path) if path is not None else {}
+    base_dir = path.parent if path is not None else Path.cwd()
+    plugins = build(PluginsOptions, raw.get("plugins"), source=source, key="plugins")
+    manager = make_plugin_manager(
+        disable=plugins.disable, load=plugins.load, env=env, extra=extra_plugins
+    )
+    try:
+        manager.check_required(plugins.require)
+    except PluginError as exc:
+        raise ConfigError(str(exc), source=source, key="plugins.require") from None
+    config = validate(raw, manager, source=source, base_dir=base_dir)
+    manager.hook.probepilot_configure.call_historic(kwargs={"config": config})
+    return config, manager
+
+
+def validate(
+    raw: Mapping[str, Any], manager: PluginManager, *, source: str, base_dir: Path
+) -> Config:
+    """Validate a parsed TOML table against the core schema and the plugins' schemas."""
+    raw = dict(raw)
+    tables: dict[str, Any] = {section: raw.pop(section, {}) for section in SECTIONS}
+    core_keys = {"driver", "policy", "analyzers", "safety", "run", "plugins"}
+    for key in raw:
+        if key not in core_keys:
+            raise ConfigError(
+                f"unknown key {key!r}",
+                source=source,
+                key=key,
+                expected=f"one of: {', '.join(sorted(core_keys | set(SECTIONS)))}",
+            )
+    core = build(CoreOptions, raw, source=source, key="")
+
+    selected: dict[str, list[tuple[str, str]]] = {
+        "driver": [("driver", core.driver)],
+        "policy": [("policy", core.policy)],
+        "analyzer": [(f"analyzers[{i}]", name) for i, name in enumerate(core.analyzers)],
+        "panel": [],
+    }
+    for kind, picks in selected.items():
+        registry = manager.registry(kind)
+        for key, name in picks:
+            if name not in registry:
+                raise _unknown_plugin(kind, name, registry.names(), source, key)
+    if len(set(core.analyzers)) != len(core.analyzers):
+        raise ConfigError(
+            "an analyzer is listed twice", source=source, key="analyzers", value=core.analyzers
+        )
+
+    plugin_options: dict[tuple[str, str], Any] = {}
+    for section, kind in SECTIONS.items():
+        table = tables[section]
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"{table!r} is not a table", source=source, key=section, expected="a table"
+            )
+        registry = manager.registry(kind)
+        for name in table:
+            if name not in registry:
+                raise _unknown_plugin(kind, name, registry.names(), source, f"{section}.{name}")
+        wanted = {name for _, name in selected[kind]} | set(table)
+        if kind == "panel":
+            wanted |= set(registry.names())  # every loaded panel is shown
+        for name in sorted(wanted):
+            entry = registry.get(name)
+            if entry.options is None:
+                if table.get(name):
+                    raise ConfigError(
+                        f"{kind} {name!r} takes no options",
+                        source=source,
+                        key=f"{section}.{name}",
+                    )
+                plugin_options[(kind, name)] = None
+                continue
+            sub = table.get(name, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(
+                    f"{sub!r} is not a table",
+                    source=source,
+                    key=f"{section}.{name}",
+                    expected="a table",
+                )
+            plugin_options[(kind, name)] = build(
+                entry.options, sub, source=source, key=f"{section}.{name}"
+            )
+    return Config(core, plugin_options, source, base_dir)
+
+
+def _unknown_plugin(
+    kind: str, name: str, known: list[str], source: str, key: str
+) -> ConfigError:
+    return ConfigError(
+        f"unknown {kind} {name!r}",
+        source=source,
+        key=key,
+        value=name,
+        expected=f"one of: {', '.join(known)}" if known else f"an installed {kind} (none is)",
+        hint="`probepilot plugins` lists what is installed",
+    )

@@ -1,0 +1,272 @@
+"""The contracts plugins implement: :class:`Driver`, :class:`Analyzer`, :class:`Policy`,
+:class:`Panel`.
+
+They are :class:`typing.Protocol`\\ s, so a plugin needs no base class; :class:`DriverBase` is
+offered for drivers that support only part of the contract: everything they do not override
+raises :class:`~probepilot.errors.NotSupportedError` naming the driver and the operation.
+
+Live operations of a driver are ``async``. Blocking vendor SDKs run their calls in a thread
+(``asyncio.to_thread``) so the session's event loop never stalls.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from probepilot.errors import NotSupportedError
+from probepilot.model import (
+    Action,
+    Finding,
+    Frame,
+    InstrumentLimits,
+    LineProgress,
+    Observation,
+    Outcome,
+    ScanSettings,
+    Spectrum,
+    SpectrumRequest,
+    TipPosition,
+)
+
+if TYPE_CHECKING:
+    from probepilot.config import Config
+
+ProgressCallback = Callable[[LineProgress], None]
+
+
+class Capability(enum.StrEnum):
+    """Optional parts of the driver contract. A driver lists those it implements."""
+
+    SCAN = "scan"
+    BIAS_PULSE = "bias_pulse"
+    DIP = "dip"
+    SPECTRUM = "spectrum"
+    COARSE_MOVE = "coarse_move"
+    DRIFT_COMPENSATION = "drift_compensation"
+    APPROACH = "approach"
+    TIP_MOVE = "tip_move"
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """An instrument (real, simulated or remote) as probepilot drives it.
+
+    All quantities are SI. Methods that need a connection raise
+    :class:`~probepilot.errors.NotConnectedError` before :meth:`connect`; operations outside
+    :meth:`capabilities` raise :class:`~probepilot.errors.NotSupportedError`; values outside
+    :meth:`limits` raise :class:`~probepilot.errors.LimitError`.
+    """
+
+    name: str
+
+    async def connect(self) -> None:
+        """Open the connection; idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection; idempotent, never raises for an already closed driver."""
+        ...
+
+    def capabilities(self) -> frozenset[Capability]:
+        """The optional operations this driver implements."""
+        ...
+
+    async def limits(self) -> InstrumentLimits:
+        """Piezo range, bias range and setpoint ceiling of the instrument."""
+        ...
+
+    async def get_bias(self) -> float:
+        """Tunnelling bias, V."""
+        ...
+
+    async def set_bias(self, voltage: float) -> None:
+        """Set the tunnelling bias, V."""
+        ...
+
+    async def get_setpoint(self) -> float:
+        """Current setpoint of the z-controller, A."""
+        ...
+
+    async def set_setpoint(self, current: float) -> None:
+        """Set the current setpoint, A."""
+        ...
+
+    async def get_feedback(self) -> bool:
+        """True when the z-controller is on."""
+        ...
+
+    async def set_feedback(self, on: bool) -> None:
+        """Switch the z-controller on or off."""
+        ...
+
+    async def withdraw(self) -> None:
+        """Switch feedback off and retract the tip fully."""
+        ...
+
+    async def approach(self) -> None:
+        """Auto-approach until tunnelling with feedback on (``Capability.APPROACH``)."""
+        ...
+
+    async def get_tip_position(self) -> TipPosition:
+        """Tip position, m."""
+        ...
+
+    async def set_tip_position(self, x: float, y: float) -> None:
+        """Move the tip laterally within the piezo range (``Capability.TIP_MOVE``)."""
+        ...
+
+    async def scan(
+        self, settings: ScanSettings, progress: ProgressCallback | None = None
+    ) -> Frame:
+        """Acquire one frame, calling ``progress`` after every line (``Capability.SCAN``).
+
+        Cancelling the task aborts the scan; the driver stops the instrument's scan before the
+        cancellation propagates.
+        """
+        ...
+
+    async def bias_pulse(self, voltage: float, width: float) -> None:
+        """Apply a bias pulse of ``voltage`` for ``width`` s (``Capability.BIAS_PULSE``)."""
+        ...
+
+    async def dip(self, depth: float, bias: float) -> None:
+        """Controlled dip of ``depth`` m into the surface at ``bias`` V (``Capability.DIP``)."""
+        ...
+
+    async def spectrum(self, request: SpectrumRequest) -> Spectrum:
+        """Bias spectroscopy at the current position (``Capability.SPECTRUM``)."""
+        ...
+
+    async def coarse_move(self, axis: str, steps: int) -> None:
+        """Coarse positioner steps along ``axis`` (``Capability.COARSE_MOVE``)."""
+        ...
+
+    async def set_drift_compensation(self, vx: float, vy: float, vz: float) -> None:
+        """Velocity the piezo adds to cancel drift, m/s (``Capability.DRIFT_COMPENSATION``)."""
+        ...
+
+
+class DriverBase:
+    """Optional base for drivers: every optional operation raises ``NotSupportedError``.
+
+    A subclass sets ``name``, implements the mandatory methods and overrides those optional ones
+    it supports, listing them in ``supported``.
+    """
+
+    name: str = "driver"
+    supported: ClassVar[frozenset[Capability]] = frozenset()
+
+    def capabilities(self) -> frozenset[Capability]:
+        return self.supported
+
+    def _unsupported(self, operation: str) -> NotSupportedError:
+        return NotSupportedError(
+            f"driver {self.name!r} does not support {operation}",
+            hint="choose a driver whose capabilities include it (see `probepilot plugins`)",
+        )
+
+    async def approach(self) -> None:
+        raise self._unsupported("approach")
+
+    async def set_tip_position(self, x: float, y: float) -> None:
+        raise self._unsupported("tip moves")
+
+    async def scan(
+        self, settings: ScanSettings, progress: ProgressCallback | None = None
+    ) -> Frame:
+        raise self._unsupported("scanning")
+
+    async def bias_pulse(self, voltage: float, width: float) -> None:
+        raise self._unsupported("bias pulses")
+
+    async def dip(self, depth: float, bias: float) -> None:
+        raise self._unsupported("dips")
+
+    async def spectrum(self, request: SpectrumRequest) -> Spectrum:
+        raise self._unsupported("spectroscopy")
+
+    async def coarse_move(self, axis: str, steps: int) -> None:
+        raise self._unsupported("coarse moves")
+
+    async def set_drift_compensation(self, vx: float, vy: float, vz: float) -> None:
+        raise self._unsupported("drift compensation")
+
+
+@runtime_checkable
+class Analyzer(Protocol):
+    """Looks at a frame (and recent history) and returns findings.
+
+    ``analyze`` is synchronous CPU work; the session runs it in a thread. It must not raise for a
+    bad frame (all NaN, constant, one line): it returns a finding with confidence 0 instead.
+    """
+
+    name: str
+
+    def analyze(self, frame: Frame, history: Sequence[Frame]) -> list[Finding]:
+        """Findings about ``frame``; ``history`` holds earlier frames, newest last."""
+        ...
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Decides the next action from an observation."""
+
+    name: str
+
+    def decide(self, observation: Observation) -> Action:
+        """The next action. It goes through the safety envelope before any driver sees it."""
+        ...
+
+    def feedback(self, outcome: Outcome) -> None:
+        """What happened after the last action; learning policies update from it."""
+        ...
+
+
+@runtime_checkable
+class Panel(Protocol):
+    """A dashboard panel a plugin contributes.
+
+    ``widget()`` returns a Textual widget (typed ``Any`` here so the core never imports textual);
+    ``on_event`` receives every event of the run's stream, on the dashboard's event loop.
+    """
+
+    name: str
+    title: str
+
+    def widget(self) -> Any:
+        """A new Textual widget for this panel."""
+        ...
+
+    def on_event(self, event: Any) -> None:
+        """Update the panel from an event of the run."""
+        ...
+
+
+@runtime_checkable
+class FileFormat(Protocol):
+    """Reads (and optionally writes) one kind of data file.
+
+    ``suffixes`` are lower-case file suffixes including the dot (``(".sxm",)``). ``read`` returns
+    a :class:`~probepilot.model.Frame` or :class:`~probepilot.model.Spectrum` (or a list of them
+    for files that hold several) and raises :class:`~probepilot.errors.FormatError` for a file
+    that is not valid.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+
+    def read(self, path: Path) -> Any:
+        """The data in ``path``."""
+        ...
+
+
+@runtime_checkable
+class RunInfo(Protocol):
+    """What lifecycle hooks are told about a run."""
+
+    run_id: str
+    folder: Path
+    config: Config

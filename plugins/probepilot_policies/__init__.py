@@ -1,0 +1,1 @@
+"""probepilot's tip-conditioning policies (a built-in plugin)."""
