@@ -81,9 +81,7 @@ def plugins(as_json: bool) -> None:
 
 
 def _describe_plugin(info: PluginInfo) -> str:
-    origin = (
-        f"{info.distribution} {info.version}" if info.distribution else "registered in-process"
-    )
+    origin = f"{info.distribution} {info.version}" if info.distribution else "registered in-process"
     lines = [f"{info.name}  ({origin}; {info.module})"]
     if info.disabled:
         lines.append("  disabled")
@@ -111,9 +109,7 @@ def config_check(file: Path) -> None:
 
     cfg, _ = load_config(file)
     analyzers = ", ".join(cfg.analyzers) or "none"
-    click.echo(
-        f"{file}: ok (driver {cfg.driver!r}, policy {cfg.policy!r}, analyzers: {analyzers})"
-    )
+    click.echo(f"{file}: ok (driver {cfg.driver!r}, policy {cfg.policy!r}, analyzers: {analyzers})")
 
 
 @config.command("show")

@@ -271,9 +271,7 @@ def validate(
     return Config(core, plugin_options, source, base_dir)
 
 
-def _unknown_plugin(
-    kind: str, name: str, known: list[str], source: str, key: str
-) -> ConfigError:
+def _unknown_plugin(kind: str, name: str, known: list[str], source: str, key: str) -> ConfigError:
     return ConfigError(
         f"unknown {kind} {name!r}",
         source=source,

@@ -118,9 +118,7 @@ class Driver(Protocol):
         """Move the tip laterally within the piezo range (``Capability.TIP_MOVE``)."""
         ...
 
-    async def scan(
-        self, settings: ScanSettings, progress: ProgressCallback | None = None
-    ) -> Frame:
+    async def scan(self, settings: ScanSettings, progress: ProgressCallback | None = None) -> Frame:
         """Acquire one frame, calling ``progress`` after every line (``Capability.SCAN``).
 
         Cancelling the task aborts the scan; the driver stops the instrument's scan before the
@@ -174,9 +172,7 @@ class DriverBase:
     async def set_tip_position(self, x: float, y: float) -> None:
         raise self._unsupported("tip moves")
 
-    async def scan(
-        self, settings: ScanSettings, progress: ProgressCallback | None = None
-    ) -> Frame:
+    async def scan(self, settings: ScanSettings, progress: ProgressCallback | None = None) -> Frame:
         raise self._unsupported("scanning")
 
     async def bias_pulse(self, voltage: float, width: float) -> None:

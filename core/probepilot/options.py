@@ -19,7 +19,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -146,9 +146,7 @@ def _type_name(tp: Any, quantity: Quantity | None) -> str:
 
 def _convert(info: FieldInfo, tp: Any, value: Any, source: str, path: str) -> Any:
     def fail(problem: str, expected: str | None = None) -> ConfigError:
-        return ConfigError(
-            problem, source=source, key=path, value=value, expected=expected
-        )
+        return ConfigError(problem, source=source, key=path, value=value, expected=expected)
 
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
@@ -163,7 +161,10 @@ def _convert(info: FieldInfo, tp: Any, value: Any, source: str, path: str) -> An
         return value
     if origin is list or (origin is tuple and get_args(tp)[-1:] == (Ellipsis,)):
         if not isinstance(value, list):
-            raise fail(f"{value!r} is not a list", f"a list of {_type_name(get_args(tp)[0], info.quantity)}")
+            raise fail(
+                f"{value!r} is not a list",
+                f"a list of {_type_name(get_args(tp)[0], info.quantity)}",
+            )
         item_tp = get_args(tp)[0]
         items = [
             _convert(info, item_tp, item, source, _join(path, i)) for i, item in enumerate(value)
@@ -214,12 +215,17 @@ def _convert(info: FieldInfo, tp: Any, value: Any, source: str, path: str) -> An
     raise TypeError(f"schema field {info.name}: unsupported type {tp!r}")
 
 
-def _check_range(info: FieldInfo, number: float, fail: Any) -> None:
+def _check_range(
+    info: FieldInfo, number: float, fail: Callable[[str], ConfigError]
+) -> None:
     rng = info.range
     if rng is None:
         return
     unit = info.quantity.unit if info.quantity else ""
-    show = (lambda v: format_quantity(v, unit)) if unit else (lambda v: f"{v:g}")
+
+    def show(v: float) -> str:
+        return format_quantity(v, unit) if unit else f"{v:g}"
+
     kind = "hard ceiling" if rng.ceiling else "maximum"
     if rng.high is not None and number > rng.high:
         raise fail(f"{show(number)} is above the {kind} of {show(rng.high)}")

@@ -212,7 +212,9 @@ class PluginManager:
             try:
                 req = Requirement(text)
             except InvalidRequirement as exc:
-                raise PluginError(f"required plugin {text!r} is not a valid requirement: {exc}")
+                raise PluginError(
+                    f"required plugin {text!r} is not a valid requirement: {exc}"
+                ) from None
             info = self.find(req.name)
             if info is None:
                 raise PluginError(
@@ -281,4 +283,3 @@ def make_plugin_manager(
 
 def _entry_points() -> list[EntryPoint]:
     return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
-

@@ -67,8 +67,7 @@ class Registry(Generic[T]):
         if name in self._entries:
             other = self._entries[name].plugin
             raise PluginError(
-                f"{self.kind} {name!r} is registered by both {other!r} and "
-                f"{self.current_plugin!r}",
+                f"{self.kind} {name!r} is registered by both {other!r} and {self.current_plugin!r}",
                 hint=f"disable one of them with PROBEPILOT_DISABLE_PLUGINS={self.current_plugin}",
             )
         self._entries[name] = Entry(name, factory, options, description, self.current_plugin)

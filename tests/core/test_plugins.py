@@ -175,7 +175,7 @@ def test_plugin_that_calls_sys_exit_on_import_is_contained() -> None:
 def test_required_plugins_with_versions() -> None:
     manager = make_plugin_manager(env={})
     manager.check_required(["probepilot>=0.1", "policies"])
-    with pytest.raises(PluginError, match="'probepilot' has version .* does not satisfy >=99"):
+    with pytest.raises(PluginError, match=r"'probepilot' has version .* does not satisfy >=99"):
         manager.check_required(["probepilot>=99"])
     with pytest.raises(PluginError, match="'nanonis-extra' is not installed"):
         manager.check_required(["nanonis-extra"])

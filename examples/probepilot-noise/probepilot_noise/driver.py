@@ -44,9 +44,7 @@ class NoiseDriver(DriverBase):
     """Implements the mandatory driver contract plus scanning; the rest is NotSupportedError."""
 
     name = "noise"
-    supported: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.SCAN, Capability.TIP_MOVE}
-    )
+    supported: ClassVar[frozenset[Capability]] = frozenset({Capability.SCAN, Capability.TIP_MOVE})
 
     def __init__(self, options: NoiseOptions | None = None) -> None:
         self.options = options or NoiseOptions()
@@ -119,9 +117,7 @@ class NoiseDriver(DriverBase):
             raise LimitError(f"noise driver: ({x}, {y}) m is outside the piezo range")
         self._xy = (x, y)
 
-    async def scan(
-        self, settings: ScanSettings, progress: ProgressCallback | None = None
-    ) -> Frame:
+    async def scan(self, settings: ScanSettings, progress: ProgressCallback | None = None) -> Frame:
         self._check()
         area = settings.area
         if area.pixels < 1 or area.lines < 1:
