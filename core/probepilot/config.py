@@ -141,8 +141,13 @@ class Config:
         """The effective configuration as a TOML-ready table, with defaults filled in."""
         table = to_table(self.core)
         kind_to_section = {kind: section for section, kind in SECTIONS.items()}
+        if self.core.analyzers:
+            table["analyzers"] = {
+                name: to_table(opts) if (opts := self.options("analyzer", name)) else {}
+                for name in self.core.analyzers
+            }
         for (kind, name), options in sorted(self.plugin_options.items()):
-            if options is not None:
+            if options is not None and kind != "analyzer":
                 section = table.setdefault(kind_to_section[kind], {})
                 section[name] = to_table(options)
         return table
@@ -205,6 +210,15 @@ def validate(
     """Validate a parsed TOML table against the core schema and the plugins' schemas."""
     raw = dict(raw)
     tables: dict[str, Any] = {section: raw.pop(section, {}) for section in SECTIONS}
+    # `analyzers` is both the selection and the options: a list of names, or (TOML cannot have
+    # a key that is a list and a table at once) a table of [analyzers.NAME] tables, in order.
+    analyzers = tables.pop("analyzers")
+    if isinstance(analyzers, dict):
+        raw["analyzers"] = list(analyzers)
+        tables["analyzers"] = analyzers
+    else:
+        raw["analyzers"] = analyzers
+        tables["analyzers"] = {}
     core_keys = {"driver", "policy", "analyzers", "safety", "run", "plugins"}
     for key in raw:
         if key not in core_keys:

@@ -328,7 +328,7 @@ CONDITIONING_ACTIONS: tuple[type, ...] = (Pulse, Dip)
 #: the simulator's conditioning model is calibrated against it.
 DEFAULT_CONDITIONING_ACTIONS: tuple[Pulse | Dip, ...] = (
     *(Pulse(voltage=v, width=0.2) for v in (2.5, -2.5, 4.0, -4.0, 8.0, -8.0)),
-    *(Dip(depth=d * 1e-9) for d in (0.8, 1.0, 1.2, 1.8, 2.5, 5.0)),
+    *(Dip(depth=d, bias=0.0) for d in (0.8e-9, 1.0e-9, 1.2e-9, 1.8e-9, 2.5e-9, 5.0e-9)),
 )
 
 

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
-#: Base units probepilot accepts, with the factor to SI.
-UNITS: dict[str, float] = {
-    "m": 1.0,
-    "V": 1.0,
-    "A": 1.0,
-    "s": 1.0,
-    "Hz": 1.0,
-    "K": 1.0,
-    "rad": 1.0,
-    "deg": math.pi / 180.0,
-    "Å": 1e-10,
-    "Ang": 1e-10,
-    "%": 0.01,
+#: Base units probepilot accepts: (SI base, power of ten, extra factor). Powers of ten are applied
+#: in decimal so that "200 nm" reads as exactly the float 2e-7 and written values read back equal.
+UNITS: dict[str, tuple[str, int, float]] = {
+    "m": ("m", 0, 1.0),
+    "V": ("V", 0, 1.0),
+    "A": ("A", 0, 1.0),
+    "s": ("s", 0, 1.0),
+    "Hz": ("Hz", 0, 1.0),
+    "K": ("K", 0, 1.0),
+    "rad": ("rad", 0, 1.0),
+    "deg": ("rad", 0, math.pi / 180.0),
+    "Å": ("m", -10, 1.0),
+    "Ang": ("m", -10, 1.0),
+    "%": ("%", -2, 1.0),
 }
+
+#: Units that take no SI prefix.
+_UNPREFIXED = {"%", "Å", "Ang", "deg"}
 
 #: What each unit accepted for a quantity is called in error messages.
 DIMENSIONS: dict[str, str] = {
@@ -41,38 +46,37 @@ DIMENSIONS: dict[str, str] = {
     "%": "a fraction",
 }
 
-PREFIXES: dict[str, float] = {
-    "f": 1e-15,
-    "p": 1e-12,
-    "n": 1e-9,
-    "u": 1e-6,
-    "µ": 1e-6,
-    "μ": 1e-6,
-    "m": 1e-3,
-    "c": 1e-2,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
+#: SI prefixes as powers of ten.
+PREFIXES: dict[str, int] = {
+    "f": -15,
+    "p": -12,
+    "n": -9,
+    "u": -6,
+    "µ": -6,
+    "μ": -6,
+    "m": -3,
+    "c": -2,
+    "k": 3,
+    "M": 6,
+    "G": 9,
 }
 
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*(?P<num>{_NUMBER})\s*(?P<unit>[^\s\d+-][^\s]*)?\s*$")
-
-# Which SI base a unit belongs to, for checking "expected a voltage, got a length".
-_BASE_OF: dict[str, str] = {"deg": "rad", "Å": "m", "Ang": "m"}
 
 
 class UnitError(ValueError):
     """A unit string could not be parsed or has the wrong dimension."""
 
 
-def _split_unit(token: str) -> tuple[float, str]:
-    """``"nm"`` -> (1e-9, "m"); ``"mV"`` -> (1e-3, "V"); raises UnitError for unknown units."""
+def _split_unit(token: str) -> tuple[str, int, float]:
+    """``"nm"`` -> ("m", -9, 1.0); ``"deg"`` -> ("rad", 0, pi/180); UnitError if unknown."""
     if token in UNITS:
-        return UNITS[token], _BASE_OF.get(token, token)
+        return UNITS[token]
     prefix, rest = token[:1], token[1:]
-    if prefix in PREFIXES and rest in UNITS and rest not in ("%", "Å", "Ang", "deg"):
-        return PREFIXES[prefix] * UNITS[rest], _BASE_OF.get(rest, rest)
+    if prefix in PREFIXES and rest in UNITS and rest not in _UNPREFIXED:
+        base, power, factor = UNITS[rest]
+        return base, power + PREFIXES[prefix], factor
     raise UnitError(f"unknown unit {token!r}")
 
 
@@ -85,25 +89,23 @@ def parse_quantity(text: str, unit: str) -> float:
     match = _QUANTITY.match(text)
     if match is None:
         raise UnitError(f"cannot read {text!r} as {describe(unit)}")
-    value = float(match["num"])
     token = match["unit"]
     if token is None:
-        return value
+        return float(match["num"])
     numerator, _, denominator = token.partition("/")
     try:
         if numerator == "1" and unit.startswith("1/"):
-            factor, base = 1.0, "1"
+            base, power, factor = "1", 0, 1.0
         else:
-            factor, base = _split_unit(numerator)
+            base, power, factor = _split_unit(numerator)
         if denominator:
-            den_factor, den_base = _split_unit(denominator)
-            factor /= den_factor
-            base = f"{base}/{den_base}"
+            den_base, den_power, den_factor = _split_unit(denominator)
+            base, power, factor = f"{base}/{den_base}", power - den_power, factor / den_factor
     except UnitError as exc:
         raise UnitError(f"{exc} in {text!r}; expected {describe(unit)}") from None
     if base != unit and not (base == "Hz" and unit == "1/s"):
         raise UnitError(f"{text!r} is not {describe(unit)}")
-    return value * factor
+    return float(Decimal(match["num"]).scaleb(power)) * factor
 
 
 def describe(unit: str) -> str:
@@ -126,23 +128,34 @@ def describe(unit: str) -> str:
 
 
 def format_quantity(value: float, unit: str) -> str:
-    """Pretty SI string for display: ``format_quantity(2e-9, "m")`` -> ``"2 nm"``."""
+    """SI string for display and for writing config back: ``2e-9, "m"`` -> ``"2 nm"``.
+
+    The number is the shortest decimal of ``value`` shifted by whole powers of ten, so
+    :func:`parse_quantity` gives back exactly ``value``.
+    """
+    if not math.isfinite(value):
+        return f"{value} {unit}"
     if unit == "%":
-        return f"{value * 100:g} %"
-    if value == 0 or not math.isfinite(value) or "/" in unit or unit == "rad":
-        return f"{value:g} {unit}"
+        return f"{_shift(value, 2)} %"
+    if value == 0 or "/" in unit or unit == "rad":
+        return f"{value!r} {unit}"
     magnitude = abs(value)
-    for prefix, factor in (
-        ("G", 1e9),
-        ("M", 1e6),
-        ("k", 1e3),
-        ("", 1.0),
-        ("m", 1e-3),
-        ("µ", 1e-6),
-        ("n", 1e-9),
-        ("p", 1e-12),
-        ("f", 1e-15),
+    for prefix, power in (
+        ("G", 9),
+        ("M", 6),
+        ("k", 3),
+        ("", 0),
+        ("m", -3),
+        ("µ", -6),
+        ("n", -9),
+        ("p", -12),
     ):
-        if magnitude >= factor * 0.9999999:
-            return f"{value / factor:.6g} {prefix}{unit}"
-    return f"{value / 1e-15:.6g} f{unit}"
+        if magnitude >= 10.0**power * 0.9999999:
+            return f"{_shift(value, -power)} {prefix}{unit}"
+    return f"{_shift(value, 15)} f{unit}"
+
+
+def _shift(value: float, power: int) -> str:
+    """``repr(value)`` times ``10**power``, in decimal: ``_shift(2e-7, 9)`` -> ``"200"``."""
+    text = format(Decimal(repr(value)).scaleb(power).normalize(), "f")
+    return text

@@ -1,6 +1,8 @@
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from probepilot.units import UnitError, format_quantity, parse_quantity
 
@@ -56,3 +58,11 @@ def test_format_picks_prefix() -> None:
     assert format_quantity(2e-9, "m") == "2 nm"
     assert format_quantity(-0.25, "V") == "-250 mV"
     assert format_quantity(4.0, "V") == "4 V"
+
+
+@given(
+    value=st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False),
+    unit=st.sampled_from(["m", "V", "A", "s", "Hz", "%", "m/s", "rad"]),
+)
+def test_writing_and_reading_back_is_exact(value: float, unit: str) -> None:
+    assert parse_quantity(format_quantity(value, unit), unit) == value

@@ -112,16 +112,23 @@ class NoiseDriver(DriverBase):
 
     async def set_tip_position(self, x: float, y: float) -> None:
         self._check()
-        half = self.options.piezo_range / 2
-        if abs(x) > half or abs(y) > half:
+        if not self._inside(x, y):
             raise LimitError(f"noise driver: ({x}, {y}) m is outside the piezo range")
         self._xy = (x, y)
+
+    def _inside(self, x: float, y: float) -> bool:
+        half = self.options.piezo_range / 2
+        return abs(x) <= half and abs(y) <= half  # False for NaN too
 
     async def scan(self, settings: ScanSettings, progress: ProgressCallback | None = None) -> Frame:
         self._check()
         area = settings.area
         if area.pixels < 1 or area.lines < 1:
             raise LimitError("noise driver: a frame needs at least one pixel and one line")
+        if not all(self._inside(x, y) for x, y in area.corners()):
+            raise LimitError("noise driver: the frame reaches outside the piezo range")
+        if not 0 < settings.line_time < float("inf"):
+            raise LimitError(f"noise driver: line time {settings.line_time} s is not positive")
         shape = (area.lines, area.pixels)
         z_fwd = np.full(shape, np.nan)
         z_bwd = np.full(shape, np.nan)

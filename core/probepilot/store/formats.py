@@ -1,0 +1,117 @@
+"""The file formats probepilot reads and writes, as :class:`~probepilot.contracts.FileFormat`
+objects, and :func:`read_any`, which picks the reader from the file's suffix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from probepilot.errors import FormatError
+from probepilot.model import Frame, Spectrum
+from probepilot.store.dat import read_dat, write_dat
+from probepilot.store.grid import Grid
+from probepilot.store.grid3ds import read_3ds, write_3ds
+from probepilot.store.matrix import read_matrix
+from probepilot.store.sxm import read_sxm, write_sxm
+
+if TYPE_CHECKING:
+    from probepilot.contracts import FileFormat
+    from probepilot.registry import Registry
+
+__all__ = [
+    "DAT",
+    "FORMATS",
+    "GRID_3DS",
+    "MATRIX",
+    "SXM",
+    "StoreFormat",
+    "format_for",
+    "read_any",
+    "register_formats",
+]
+
+#: What :func:`read_any` returns: a frame, a spectrum, a grid, or the frames of a MATRIX image.
+Data = Frame | Spectrum | Grid | list[Frame]
+
+
+@dataclass(slots=True)  # not frozen: FileFormat declares name and suffixes as plain attributes
+class StoreFormat:
+    """One file format: its registry name, suffixes, reader and (optional) writer."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    description: str
+    reader: Callable[[Path], Any]
+    writer: Callable[[Any, Path], Path] | None = None
+    #: Matches any name ending this way (MATRIX channels are open-ended: ``.Aux2(V)_mtrx``).
+    ending: str = ""
+
+    def read(self, path: Path) -> Any:
+        """The data in ``path``; :class:`FormatError` if it is not a valid file."""
+        return self.reader(Path(path))
+
+    def write(self, data: Any, path: Path) -> Path:
+        """Write ``data`` (the type :meth:`read` returns) to ``path``, atomically."""
+        if self.writer is None:
+            raise NotImplementedError(f"probepilot does not write {self.description}")
+        return self.writer(data, Path(path))
+
+    def matches(self, path: str | os.PathLike[str]) -> bool:
+        """True when ``path``'s name says it is this format (case-insensitive)."""
+        name = Path(path).name.lower()
+        return name.endswith(self.suffixes) or bool(self.ending and name.endswith(self.ending))
+
+
+SXM = StoreFormat("nanonis_sxm", (".sxm",), "Nanonis scan images (.sxm)", read_sxm, write_sxm)
+DAT = StoreFormat("nanonis_dat", (".dat",), "Nanonis point spectra (.dat)", read_dat, write_dat)
+GRID_3DS = StoreFormat(
+    "nanonis_3ds", (".3ds",), "Nanonis grid spectroscopy (.3ds)", read_3ds, write_3ds
+)
+MATRIX = StoreFormat(
+    "matrix",
+    (".z_mtrx", ".i_mtrx", ".i(v)_mtrx", ".i(z)_mtrx", ".df_mtrx", ".aux1_mtrx", ".aux2_mtrx"),
+    "Omicron MATRIX result files (*_mtrx, with their _0001.mtrx parameter file)",
+    read_matrix,
+    ending="_mtrx",
+)
+FORMATS: tuple[StoreFormat, ...] = (SXM, DAT, GRID_3DS, MATRIX)
+
+
+def format_for(path: str | os.PathLike[str]) -> StoreFormat:
+    """The format ``path``'s name belongs to; :class:`FormatError` if none."""
+    for candidate in FORMATS:
+        if candidate.matches(path):
+            return candidate
+    if Path(path).name.lower().endswith(".mtrx"):
+        raise FormatError(
+            f"{path}: a MATRIX parameter file holds no data of its own",
+            hint="read one of its result files (*.Z_mtrx, *.I(V)_mtrx ...)",
+        )
+    raise FormatError(
+        f"{path}: unknown file type {Path(path).suffix or Path(path).name!r}",
+        hint="probepilot reads .sxm, .dat, .3ds and MATRIX *_mtrx files",
+    )
+
+
+def read_any(path: str | os.PathLike[str]) -> Data:
+    """The data in ``path``, read by the format its suffix names.
+
+    :raises FormatError: unknown suffix, or not a valid file of that format.
+    """
+    return cast(Data, format_for(path).read(Path(path)))
+
+
+def register_formats(registry: Registry[FileFormat]) -> None:
+    """Register the built-in formats (for a ``probepilot_register_formats`` hook)."""
+    for each in FORMATS:
+        registry.register(each.name, _factory(each), description=each.description)
+
+
+def _factory(each: StoreFormat) -> Callable[[object], FileFormat]:
+    def build(_options: object) -> FileFormat:
+        return each
+
+    return build
