@@ -215,9 +215,7 @@ def _convert(info: FieldInfo, tp: Any, value: Any, source: str, path: str) -> An
     raise TypeError(f"schema field {info.name}: unsupported type {tp!r}")
 
 
-def _check_range(
-    info: FieldInfo, number: float, fail: Callable[[str], ConfigError]
-) -> None:
+def _check_range(info: FieldInfo, number: float, fail: Callable[[str], ConfigError]) -> None:
     rng = info.range
     if rng is None:
         return

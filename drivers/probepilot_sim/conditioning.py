@@ -11,8 +11,8 @@ The model (``docs/simulator.md`` has the tables and the calibration):
    scramble the apex and often blunt it. The weight of ``good`` is scaled by how hard the present
    apex is to fix (double tips with far-apart mini-tips, very wide blunt apexes) and by one
    global factor, :data:`GOOD_GAIN`, calibrated so that a uniformly random policy over
-   :data:`~probepilot.model.DEFAULT_CONDITIONING_ACTIONS` needs a median of 10-15 actions from a random
-   bad tip to a good one.
+   :data:`~probepilot.model.DEFAULT_CONDITIONING_ACTIONS` needs a median of 10-15 actions from
+   a random bad tip to a good one.
 3. A new apex of the drawn state is generated (a different geometry even if the state stays).
 4. Every dip, and every pulse that touched the apex, damages the surface under the tip: dips
    leave a crater with a rim and sometimes a cluster of tip material; positive pulses deposit a
