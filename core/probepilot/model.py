@@ -156,12 +156,23 @@ class TipPosition:
 class InstrumentLimits:
     """What the instrument can physically do; the safety envelope never lets an action past them.
 
-    ``piezo_range`` is (x, y, z) in metres, centred on zero for x and y; ``bias_range`` in volts.
+    ``piezo_range`` is the (x, y, z) travel in metres; x and y are centred on zero.
+    ``bias_range`` is in volts. ``z_limits`` is the (fully extended, fully retracted) scanner z
+    in metres, in the coordinates of :class:`TipPosition` (None: centred on zero, i.e.
+    ``(-z/2, +z/2)``).
     """
 
     piezo_range: tuple[float, float, float]
     bias_range: tuple[float, float]
     max_setpoint: float = 1e-7
+    z_limits: tuple[float, float] | None = None
+
+    def z_bounds(self) -> tuple[float, float]:
+        """(fully extended, fully retracted) z, m."""
+        if self.z_limits is not None:
+            return self.z_limits
+        half = self.piezo_range[2] / 2
+        return (-half, half)
 
 
 # --------------------------------------------------------------------------------------------

@@ -127,35 +127,45 @@ def describe(unit: str) -> str:
     return f"{name} such as {example}" if example else name
 
 
-def format_quantity(value: float, unit: str) -> str:
+def format_quantity(value: float, unit: str, digits: int | None = None) -> str:
     """SI string for display and for writing config back: ``2e-9, "m"`` -> ``"2 nm"``.
 
-    The number is the shortest decimal of ``value`` shifted by whole powers of ten, so
-    :func:`parse_quantity` gives back exactly ``value``.
+    Compound units take the prefix on their numerator (``1e-6, "m/s"`` -> ``"1 µm/s"``). With
+    ``digits=None`` the number is the shortest decimal of ``value`` shifted by whole powers of
+    ten, so :func:`parse_quantity` gives back exactly ``value``; otherwise it is rounded to
+    ``digits`` significant digits for display.
     """
     if not math.isfinite(value):
         return f"{value} {unit}"
     if unit == "%":
-        return f"{_shift(value, 2)} %"
-    if value == 0 or "/" in unit or unit == "rad":
-        return f"{value!r} {unit}"
+        return f"{_shift(value, 2, digits)} %"
+    base, slash, per = unit.partition("/")
+    if value == 0 or base not in UNITS or base in _UNPREFIXED or base == "rad":
+        return f"{_shift(value, 0, digits)} {unit}"
     magnitude = abs(value)
-    for prefix, power in (
-        ("G", 9),
-        ("M", 6),
-        ("k", 3),
-        ("", 0),
-        ("m", -3),
-        ("µ", -6),
-        ("n", -9),
-        ("p", -12),
-    ):
-        if magnitude >= 10.0**power * 0.9999999:
-            return f"{_shift(value, -power)} {prefix}{unit}"
-    return f"{_shift(value, 15)} f{unit}"
+    prefix, power = next(
+        ((p, e) for p, e in _DISPLAY_PREFIXES if magnitude >= 10.0**e * 0.9999999),
+        _DISPLAY_PREFIXES[-1],
+    )
+    return f"{_shift(value, -power, digits)} {prefix}{base}{slash}{per}"
 
 
-def _shift(value: float, power: int) -> str:
-    """``repr(value)`` times ``10**power``, in decimal: ``_shift(2e-7, 9)`` -> ``"200"``."""
-    text = format(Decimal(repr(value)).scaleb(power).normalize(), "f")
-    return text
+_DISPLAY_PREFIXES = (
+    ("G", 9),
+    ("M", 6),
+    ("k", 3),
+    ("", 0),
+    ("m", -3),
+    ("µ", -6),
+    ("n", -9),
+    ("p", -12),
+    ("f", -15),
+)
+
+
+def _shift(value: float, power: int, digits: int | None) -> str:
+    """``value * 10**power`` in decimal: ``_shift(2e-7, 9, None)`` -> ``"200"``."""
+    shifted = Decimal(repr(value)).scaleb(power)
+    if digits is not None:
+        return f"{float(shifted):.{digits}g}"
+    return format(shifted.normalize(), "f")

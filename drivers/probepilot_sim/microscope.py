@@ -138,7 +138,12 @@ class Microscope:
 
     def limits(self) -> InstrumentLimits:
         lim = self.options.bias_limit
-        return InstrumentLimits(self.options.piezo_range, (-lim, lim), self.options.max_setpoint)
+        return InstrumentLimits(
+            self.options.piezo_range,
+            (-lim, lim),
+            self.options.max_setpoint,
+            z_limits=(0.0, self.z_range),
+        )
 
     def _inside_piezo(self, x: float, y: float) -> bool:
         hx, hy = self.options.piezo_range[0] / 2, self.options.piezo_range[1] / 2

@@ -148,3 +148,18 @@ def test_config_check_and_show_from_the_cli(tmp_path: Path, run_cli: CLI) -> Non
     assert table["safety"]["max_pulse"] == "4 V"
     defaults = tomllib.loads(run_cli("config", "show").stdout)
     assert defaults["safety"]["max_pulse"] == "8 V"
+
+
+def test_readme_config_reference_lists_every_key() -> None:
+    """A key added to a core schema without a line in the README's reference fails here."""
+    from probepilot.config import CoreOptions, PluginsOptions, RunOptions
+    from probepilot.options import fields_of
+    from probepilot.safety import SafetyLimits
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1].split("## Writing a plugin", 1)[0]
+    for schema in (CoreOptions, RunOptions, PluginsOptions, SafetyLimits):
+        for info in fields_of(schema):
+            if info.name in ("safety", "run", "plugins"):
+                continue  # tables, documented by their own headings
+            assert f"| `{info.name}` |" in section, f"{schema.__name__}.{info.name} undocumented"
