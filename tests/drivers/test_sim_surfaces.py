@@ -124,7 +124,7 @@ def test_sxm_reader_refuses_what_is_not_an_sxm(tmp_path: Path) -> None:
     bad.write_bytes(b"not a nanonis file")
     with pytest.raises(FormatError, match="not a Nanonis"):
         read_sxm_z(bad)
-    with pytest.raises(FormatError, match="cannot read"):
+    with pytest.raises(FormatError, match="cannot be read"):
         read_sxm_z(tmp_path / "missing.sxm")
     with pytest.raises(FormatError):
         Microscope(SimOptions(surface_file=str(bad)))
