@@ -129,6 +129,124 @@ def config_show(file: Path | None) -> None:
     click.echo(cfg.to_toml(), nl=False)
 
 
+# --------------------------------------------------------------------------------------------
+# Data files and run folders. The store is imported inside the commands so that `probepilot
+# --help` and the other commands do not load the readers.
+
+
+def _formats() -> list[Any]:
+    """Every file format the installed plugins register (the built-in ones come from the
+    ``formats`` plugin, like any third-party format)."""
+    formats = []
+    for entry in make_plugin_manager().registry("format"):
+        try:
+            formats.append(entry.factory(None))
+        # A plugin's broken format must not stop the others from reading files.
+        except Exception as exc:  # noqa: BLE001
+            click.echo(
+                f"warning: plugin {entry.plugin!r} failed to build format {entry.name!r}: "
+                f"{type(exc).__name__}: {exc}",
+                err=True,
+            )
+    return formats
+
+
+def _echo_json(value: object) -> None:
+    from probepilot.store._common import json_safe
+
+    click.echo(json.dumps(json_safe(value), indent=2, allow_nan=False))
+
+
+@cli.command()
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for other tools.")
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a preview image (a frame's channel, a grid's map, a spectrum's plot).",
+)
+@click.option("--channel", default=None, help="Channel to preview (default: Z, else the first).")
+@click.option(
+    "--frame",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Which frame of a multi-frame file to preview (MATRIX up/down passes; default 1).",
+)
+def inspect(
+    target: Path, as_json: bool, png: Path | None, channel: str | None, frame: int | None
+) -> None:
+    """Summarise a data file (.sxm, .dat, .3ds, MATRIX ...) or a run folder.
+
+    For a file: header summary and channels with shape, min, max and mean in SI units. For a
+    run folder: frames, findings, actions, time in each state, good-frame fraction.
+    """
+    from probepilot.errors import FormatError
+
+    if target.is_dir():
+        if png is not None or channel is not None or frame is not None:
+            raise click.UsageError("--png, --channel and --frame apply to a data file, not a run")
+        _inspect_run(target, as_json)
+        return
+    if not target.exists():
+        raise FormatError(f"{target}: no such file or folder")
+    from probepilot.store.convert import pick_frame
+    from probepilot.store.formats import find_format
+    from probepilot.store.png import write_png
+    from probepilot.store.summary import preview, render, summarise
+
+    fmt = find_format(target, _formats())
+    data = fmt.read(target)
+    summary = {"file": str(target), "format": fmt.name, **summarise(data)}
+    if png is not None:
+        shown, note = pick_frame(data, frame, str(target))
+        try:
+            write_png(png, preview(shown, channel, str(target)))
+        except OSError as exc:
+            raise FormatError(f"{png}: cannot be written: {exc.strerror or exc}") from None
+        summary["png"] = str(png)
+        if not as_json:
+            click.echo(f"wrote {png}" + (f" ({note})" if note else ""), err=True)
+    if as_json:
+        _echo_json(summary)
+    else:
+        click.echo(f"{target}: {fmt.name}")
+        click.echo(render(summary))
+
+
+def _inspect_run(folder: Path, as_json: bool) -> None:
+    from probepilot.errors import FormatError
+    from probepilot.store.runfolder import is_run_folder
+    from probepilot.store.runsummary import render_run, summarise_run
+
+    if not is_run_folder(folder):
+        runs = sorted(p.name for p in folder.iterdir() if is_run_folder(p))
+        hint = f"it holds {len(runs)} runs; inspect one, e.g. {folder / runs[-1]}" if runs else None
+        raise FormatError(f"{folder}: not a run folder (it has no journal.msgpack)", hint=hint)
+    summary = summarise_run(folder)
+    if as_json:
+        _echo_json(summary)
+    else:
+        click.echo(render_run(summary))
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--frame",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Which frame of a multi-frame file to convert (MATRIX up/down passes; default 1).",
+)
+def convert(source: Path, target: Path, frame: int | None) -> None:
+    """Convert SOURCE (any readable format) to TARGET, written as its suffix says: .sxm, .dat,
+    .3ds or .npz (arrays in SI units plus a metadata.json entry)."""
+    from probepilot.store.convert import convert as run_convert
+
+    click.echo(run_convert(source, target, _formats(), frame=frame))
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``probepilot`` script."""
     try:

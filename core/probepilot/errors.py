@@ -104,6 +104,10 @@ class FormatError(ProbepilotError):
     """A data file is not what it claims to be (wrong magic, truncated, corrupt header)."""
 
 
+class JournalError(ProbepilotError):
+    """A run's journal or run folder could not be written (disk full, permissions, closed)."""
+
+
 class SafetyError(ProbepilotError):
     """An action was rejected by the safety envelope; ``reasons`` lists every violated limit."""
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from probepilot.model import ScanArea, ScanSettings, TipState
+from probepilot.store.png import colourise, levelled, write_png
 from probepilot_sim import tip as tips
 from probepilot_sim.microscope import Microscope
 from probepilot_sim.options import SimOptions
-from probepilot_sim.png import colourise, levelled, write_png
 
 STATES = (TipState.GOOD, TipState.DOUBLE, TipState.BLUNT, TipState.UNSTABLE)
 

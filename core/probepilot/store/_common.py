@@ -198,9 +198,26 @@ def from_si(values: FloatArray, unit: str) -> tuple[FloatArray, str]:
     return out, file_unit
 
 
+def json_safe(value: object) -> object:
+    """``value`` (dicts, lists, scalars) with NaN and infinities replaced by None: strict JSON
+    has neither, and summaries and ``.npz`` metadata must load in any JSON parser."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file, fsynced and renamed into place, so a
-    reader (or a crash) never sees half a file."""
+    """Write ``data`` to ``path`` so that a reader, a killed process or a power cut never sees
+    half a file: a temporary name in the same folder, fsync, rename into place, fsync the folder.
+
+    The folder's fsync is what makes the rename itself durable: without it a power cut after
+    the call returns can leave the old name (or none) even though the data blocks were synced.
+    A killed writer may leave its temporary file (``.NAME.PID.tmp``) behind; nothing reads it.
+    """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
@@ -211,4 +228,19 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
+    fsync_dir(target.parent)
     return target
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Make the entries of ``folder`` (files created, renamed or removed in it) durable.
+
+    POSIX only: Windows cannot open a folder for fsync and makes renames durable on its own.
+    """
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

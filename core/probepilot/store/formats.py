@@ -4,10 +4,10 @@ objects, and :func:`read_any`, which picks the reader from the file's suffix."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from probepilot.errors import FormatError
 from probepilot.model import Frame, Spectrum
@@ -28,10 +28,14 @@ __all__ = [
     "MATRIX",
     "SXM",
     "StoreFormat",
+    "find_format",
     "format_for",
+    "matches",
     "read_any",
     "register_formats",
 ]
+
+F = TypeVar("F", bound="FileFormat")
 
 #: What :func:`read_any` returns: a frame, a spectrum, a grid, or the frames of a MATRIX image.
 Data = Frame | Spectrum | Grid | list[Frame]
@@ -48,6 +52,9 @@ class StoreFormat:
     writer: Callable[[Any, Path], Path] | None = None
     #: Matches any name ending this way (MATRIX channels are open-ended: ``.Aux2(V)_mtrx``).
     ending: str = ""
+    #: The type :meth:`write` takes (None: not writable), so a converter can say "a spectrum
+    #: cannot go into a .sxm file" instead of failing inside the writer.
+    writes: type | None = None
 
     def read(self, path: Path) -> Any:
         """The data in ``path``; :class:`FormatError` if it is not a valid file."""
@@ -65,10 +72,19 @@ class StoreFormat:
         return name.endswith(self.suffixes) or bool(self.ending and name.endswith(self.ending))
 
 
-SXM = StoreFormat("nanonis_sxm", (".sxm",), "Nanonis scan images (.sxm)", read_sxm, write_sxm)
-DAT = StoreFormat("nanonis_dat", (".dat",), "Nanonis point spectra (.dat)", read_dat, write_dat)
+SXM = StoreFormat(
+    "nanonis_sxm", (".sxm",), "Nanonis scan images (.sxm)", read_sxm, write_sxm, writes=Frame
+)
+DAT = StoreFormat(
+    "nanonis_dat", (".dat",), "Nanonis point spectra (.dat)", read_dat, write_dat, writes=Spectrum
+)
 GRID_3DS = StoreFormat(
-    "nanonis_3ds", (".3ds",), "Nanonis grid spectroscopy (.3ds)", read_3ds, write_3ds
+    "nanonis_3ds",
+    (".3ds",),
+    "Nanonis grid spectroscopy (.3ds)",
+    read_3ds,
+    write_3ds,
+    writes=Grid,
 )
 MATRIX = StoreFormat(
     "matrix",
@@ -81,19 +97,46 @@ FORMATS: tuple[StoreFormat, ...] = (SXM, DAT, GRID_3DS, MATRIX)
 
 
 def format_for(path: str | os.PathLike[str]) -> StoreFormat:
-    """The format ``path``'s name belongs to; :class:`FormatError` if none."""
-    for candidate in FORMATS:
-        if candidate.matches(path):
+    """The built-in format ``path``'s name belongs to; :class:`FormatError` if none."""
+    return find_format(path, FORMATS)
+
+
+def matches(candidate: FileFormat, path: str | os.PathLike[str]) -> bool:
+    """True when ``path``'s name says it is ``candidate``'s format: its own ``matches`` where it
+    has one, else a case-insensitive suffix test (all a third-party format must declare)."""
+    own = getattr(candidate, "matches", None)
+    if callable(own):
+        return bool(own(path))
+    return Path(path).name.lower().endswith(tuple(s.lower() for s in candidate.suffixes))
+
+
+def find_format(path: str | os.PathLike[str], formats: Iterable[F]) -> F:
+    """The first of ``formats`` (e.g. the plugin manager's ``format`` registry, built) that
+    ``path``'s name belongs to.
+
+    :raises FormatError: none does; the message lists the suffixes that would be understood.
+    """
+    known = list(formats)
+    for candidate in known:
+        if matches(candidate, path):
             return candidate
     if Path(path).name.lower().endswith(".mtrx"):
         raise FormatError(
             f"{path}: a MATRIX parameter file holds no data of its own",
             hint="read one of its result files (*.Z_mtrx, *.I(V)_mtrx ...)",
         )
+    readable = ", ".join(_spelling(each) for each in known)
     raise FormatError(
         f"{path}: unknown file type {Path(path).suffix or Path(path).name!r}",
-        hint="probepilot reads .sxm, .dat, .3ds and MATRIX *_mtrx files",
+        hint=f"probepilot reads {readable}"
+        if known
+        else "no file format is installed (is the built-in 'formats' plugin disabled?)",
     )
+
+
+def _spelling(each: FileFormat) -> str:
+    ending = getattr(each, "ending", "")
+    return f"*{ending}" if ending else "/".join(each.suffixes)
 
 
 def read_any(path: str | os.PathLike[str]) -> Data:
