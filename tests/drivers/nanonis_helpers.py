@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -41,13 +42,17 @@ def sim_factory(**overrides: Any) -> Callable[[], Driver]:
 def virtual_nanonis(
     save_dir: Path | None = None, ports: int = 2, **sim: Any
 ) -> Iterator[ServerThread]:
-    """A running virtual Nanonis on ``ports`` free ports of 127.0.0.1."""
-    server = ServerThread(sim_factory(**sim), ports=[0] * ports, save_dir=save_dir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    """A running virtual Nanonis on ``ports`` free ports of 127.0.0.1; its scans go to
+    ``save_dir`` or to a temporary folder removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="virtual-nanonis-test-") as scratch:
+        server = ServerThread(
+            sim_factory(**sim), ports=[0] * ports, save_dir=save_dir or Path(scratch)
+        )
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def options(server: ServerThread, **overrides: Any) -> NanonisOptions:

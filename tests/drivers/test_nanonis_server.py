@@ -50,13 +50,15 @@ def test_ports_and_connections_share_one_instrument() -> None:
         run(body)
 
 
-def test_a_server_on_the_drivers_own_event_loop_works_and_is_rarely_waited_for() -> None:
+def test_a_server_on_the_drivers_own_event_loop_works_and_is_rarely_waited_for(
+    tmp_path: Path,
+) -> None:
     """The fast path blocks the loop briefly; a server on that same loop cannot answer then, so
     after a miss the connection backs off from trying (2, 4, 8 ... commands)."""
     factory = sim_factory()
 
     async def body() -> None:
-        server = NanonisServer(factory(), ports=[0])
+        server = NanonisServer(factory(), ports=[0], save_dir=tmp_path)
         await server.start()
         conn = Connection("127.0.0.1", server.ports[0])
         await conn.open()
@@ -208,7 +210,11 @@ def test_the_sim_server_command_serves_until_stopped(tmp_path: Path) -> None:
     config = tmp_path / "sim.toml"
     config.write_text('[drivers.sim]\nseed = 3\nbias = "0.5 V"\n', encoding="utf-8")
     proc, line = start(
-        ["--ports", "0,0", "--config", str(config), "--faults", "error:Bias.Set:nope"], tmp_path
+        [
+            *("--ports", "0,0", "--config", str(config), "--faults", "error:Bias.Set:nope"),
+            *("--save-dir", str(tmp_path / "scans")),
+        ],
+        tmp_path,
     )
     try:
         found = re.search(r"127\.0\.0\.1 ports (\d+), (\d+); scans saved in (.+); Ctrl-C", line)
