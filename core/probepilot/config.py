@@ -85,7 +85,7 @@ class CoreOptions:
         str, Doc("the tip-conditioning policy, e.g. 'rules', 'ga', 'rl', 'random'")
     ] = "random"
     analyzers: Annotated[list[str], Doc("analyzers run on every frame, in this order")] = field(
-        default_factory=list
+        default_factory=lambda: ["double_tip", "drift", "tip_changes", "roughness"]
     )
     safety: Annotated[SafetyLimits, Doc("limits every action must respect")] = field(
         default_factory=SafetyLimits
@@ -209,11 +209,14 @@ def validate(
 ) -> Config:
     """Validate a parsed TOML table against the core schema and the plugins' schemas."""
     raw = dict(raw)
+    selects_analyzers = "analyzers" in raw  # absent: the default list applies
     tables: dict[str, Any] = {section: raw.pop(section, {}) for section in SECTIONS}
     # `analyzers` is both the selection and the options: a list of names, or (TOML cannot have
     # a key that is a list and a table at once) a table of [analyzers.NAME] tables, in order.
     analyzers = tables.pop("analyzers")
-    if isinstance(analyzers, dict):
+    if not selects_analyzers:
+        tables["analyzers"] = {}
+    elif isinstance(analyzers, dict):
         raw["analyzers"] = list(analyzers)
         tables["analyzers"] = analyzers
     else:

@@ -1,0 +1,111 @@
+"""The ``[analyzers.NAME]`` tables: what each analyzer can be told, with units and ranges.
+
+Only the schemas live here (no numpy, no scipy), so listing plugins and checking a config stay
+fast; the analyzers themselves are imported when one is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from probepilot.options import Doc, Quantity, Range
+
+_CHANNEL_DOC = Doc("channel to analyse; a frame without it falls back to its first channel")
+
+
+@dataclass(frozen=True)
+class DoubleTipOptions:
+    """Options of the double-tip detector (``double_tip``)."""
+
+    feature_size: Annotated[
+        float,
+        Quantity("m"),
+        Range(0.05e-9, 10e-9),
+        Doc("Gaussian width of the features whose ghosts are looked for (adsorbates: 0.3 nm)"),
+    ] = 0.3e-9
+    max_offset: Annotated[
+        float,
+        Quantity("m"),
+        Range(0.2e-9, 1e-6),
+        Doc("largest lateral distance between two apexes that is looked for"),
+    ] = 5e-9
+    threshold: Annotated[
+        float, Range(0, 1), Doc("P(double) from which the message calls the tip double")
+    ] = 0.5
+    work_function: Annotated[
+        float, Range(1, 10), Doc("tunnelling barrier in eV, for the weight of the second apex")
+    ] = 4.5
+    channel: Annotated[str, _CHANNEL_DOC] = "Z"
+
+
+@dataclass(frozen=True)
+class DriftOptions:
+    """Options of the drift estimator (``drift``)."""
+
+    min_overlap: Annotated[
+        float,
+        Range(0.1, 1.0),
+        Doc("smallest overlap (fraction of the frame) with an earlier frame to measure drift"),
+    ] = 0.5
+    lookback: Annotated[
+        int, Range(1, 100), Doc("how many earlier frames to search for an overlapping one")
+    ] = 8
+    velocity_walk: Annotated[
+        float,
+        Quantity("m/s"),
+        Range(0, 1e-6),
+        Doc("how far the drift velocity may wander in 100 s (rms): the filter's process noise"),
+    ] = 2e-12
+    creep_threshold: Annotated[
+        float,
+        Range(1, 1000),
+        Doc("chi-square (2 degrees of freedom) of a velocity jump reported as creep or a change"),
+    ] = 13.8
+    channel: Annotated[str, _CHANNEL_DOC] = "Z"
+
+
+@dataclass(frozen=True)
+class TipChangeOptions:
+    """Options of the tip-change detector (``tip_changes``)."""
+
+    threshold: Annotated[
+        float,
+        Range(3, 1000),
+        Doc("robust z-score of a line-to-line jump or streak that counts as a tip change"),
+    ] = 8.0
+    min_jump: Annotated[
+        float,
+        Quantity("m"),
+        Range(0, 1e-8),
+        Doc("smallest height jump or streak that counts as a tip change"),
+    ] = 20e-12
+    channel: Annotated[str, _CHANNEL_DOC] = "Z"
+
+
+@dataclass(frozen=True)
+class RoughnessOptions:
+    """Options of the roughness and cleanliness check (``roughness``)."""
+
+    max_height_range: Annotated[
+        float,
+        Quantity("m"),
+        Range(1e-12, 1e-6),
+        Doc("largest peak-to-peak height inside an area that still counts as flat and clean"),
+    ] = 0.15e-9
+    min_clean_square: Annotated[
+        float,
+        Quantity("m"),
+        Range(0, 1e-5),
+        Doc("side of the smallest clean square the tip may be conditioned on"),
+    ] = 4e-9
+    max_rms: Annotated[
+        float,
+        Quantity("m"),
+        Range(1e-12, 1e-5),
+        Doc("largest rms roughness (after levelling) of a frame fit for imaging"),
+    ] = 0.5e-9
+    min_clean_fraction: Annotated[
+        float, Range(0, 1), Doc("smallest clean fraction of a frame fit for imaging")
+    ] = 0.25
+    channel: Annotated[str, _CHANNEL_DOC] = "Z"

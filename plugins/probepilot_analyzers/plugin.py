@@ -1,0 +1,82 @@
+"""Registers the built-in analyzers and the ``probepilot analyze`` and ``probepilot replay``
+commands.
+
+Kept light: each factory imports its analyzer (numpy, scipy) only when one is built, and the
+commands import theirs when they run, so ``probepilot plugins`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from probepilot import hookimpl
+from probepilot_analyzers.options import (
+    DoubleTipOptions,
+    DriftOptions,
+    RoughnessOptions,
+    TipChangeOptions,
+)
+
+if TYPE_CHECKING:
+    from probepilot.contracts import Analyzer
+    from probepilot.registry import Registry
+
+
+def make_double_tip(options: DoubleTipOptions | None) -> Analyzer:
+    from probepilot_analyzers.double_tip import DoubleTipAnalyzer
+
+    return DoubleTipAnalyzer(options)
+
+
+def make_drift(options: DriftOptions | None) -> Analyzer:
+    from probepilot_analyzers.drift import DriftAnalyzer
+
+    return DriftAnalyzer(options)
+
+
+def make_tip_changes(options: TipChangeOptions | None) -> Analyzer:
+    from probepilot_analyzers.tip_changes import TipChangeAnalyzer
+
+    return TipChangeAnalyzer(options)
+
+
+def make_roughness(options: RoughnessOptions | None) -> Analyzer:
+    from probepilot_analyzers.roughness import RoughnessAnalyzer
+
+    return RoughnessAnalyzer(options)
+
+
+@hookimpl
+def probepilot_register_analyzers(registry: Registry[Analyzer]) -> None:
+    registry.register(
+        "double_tip",
+        make_double_tip,
+        options=DoubleTipOptions,
+        description="double-tip detector: P(double), apex offset and weight from ghost features",
+    )
+    registry.register(
+        "drift",
+        make_drift,
+        options=DriftOptions,
+        description="drift velocity and uncertainty from overlapping frames (Kalman), creep",
+    )
+    registry.register(
+        "tip_changes",
+        make_tip_changes,
+        options=TipChangeOptions,
+        description="tip changes during a frame: jumps, streaks, forward/backward disagreement",
+    )
+    registry.register(
+        "roughness",
+        make_roughness,
+        options=RoughnessOptions,
+        description="roughness, clean fraction and the largest clean square for conditioning",
+    )
+
+
+@hookimpl
+def probepilot_register_commands(cli: Any) -> None:
+    from probepilot_analyzers.cli import analyze, replay
+
+    cli.add_command(analyze)
+    cli.add_command(replay)
