@@ -63,7 +63,10 @@ class StoreFormat:
     def write(self, data: Any, path: Path) -> Path:
         """Write ``data`` (the type :meth:`read` returns) to ``path``, atomically."""
         if self.writer is None:
-            raise NotImplementedError(f"probepilot does not write {self.description}")
+            raise FormatError(
+                f"{path}: probepilot reads {self.description} but does not write it",
+                hint="convert to .sxm, .dat, .3ds or .npz instead",
+            )
         return self.writer(data, Path(path))
 
     def matches(self, path: str | os.PathLike[str]) -> bool:
