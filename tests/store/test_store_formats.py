@@ -58,7 +58,7 @@ def test_write_through_the_format_object(tmp_path: Path) -> None:
     frame = synthetic_frame()
     path = SXM.write(frame, tmp_path / "frame.sxm")
     assert isinstance(read_any(path), Frame)
-    with pytest.raises(FormatError, match="reads .* but does not write it"):
+    with pytest.raises(FormatError, match=r"reads .* but does not write it"):
         MATRIX.write(frame, tmp_path / "x.Z_mtrx")
 
 
