@@ -137,18 +137,10 @@ def config_show(file: Path | None) -> None:
 def _formats() -> list[Any]:
     """Every file format the installed plugins register (the built-in ones come from the
     ``formats`` plugin, like any third-party format)."""
-    formats = []
-    for entry in make_plugin_manager().registry("format"):
-        try:
-            formats.append(entry.factory(None))
-        # A plugin's broken format must not stop the others from reading files.
-        except Exception as exc:  # noqa: BLE001
-            click.echo(
-                f"warning: plugin {entry.plugin!r} failed to build format {entry.name!r}: "
-                f"{type(exc).__name__}: {exc}",
-                err=True,
-            )
-    return formats
+    from probepilot.store.formats import installed_formats
+
+    registry = make_plugin_manager().registry("format")
+    return installed_formats(registry, lambda line: click.echo(line, err=True))
 
 
 def _echo_json(value: object) -> None:

@@ -75,18 +75,10 @@ class Analysis:
         return findings
 
     def formats(self) -> list[Any]:
-        out = []
-        for entry in self.manager.registry("format"):
-            try:
-                out.append(entry.factory(None))
-            # A plugin's broken format must not stop the others from reading files.
-            except Exception as exc:  # noqa: BLE001
-                click.echo(
-                    f"warning: plugin {entry.plugin!r} failed to build format {entry.name!r}: "
-                    f"{type(exc).__name__}: {exc}",
-                    err=True,
-                )
-        return out
+        from probepilot.store.formats import installed_formats
+
+        registry = self.manager.registry("format")
+        return installed_formats(registry, lambda line: click.echo(line, err=True))
 
 
 def finding_record(finding: Finding, **extra: object) -> dict[str, object]:

@@ -161,3 +161,21 @@ def _factory(each: StoreFormat) -> Callable[[object], FileFormat]:
         return each
 
     return build
+
+
+def installed_formats(registry: Iterable[Any], warn: Callable[[str], None]) -> list[Any]:
+    """Build every format in the plugin manager's ``"format"`` registry.
+
+    A plugin whose format cannot be built is reported through ``warn`` (one line) and skipped:
+    one broken plugin must not stop the others from reading files.
+    """
+    formats = []
+    for entry in registry:
+        try:
+            formats.append(entry.factory(None))
+        except Exception as exc:  # noqa: BLE001  (third-party code; reported, not hidden)
+            warn(
+                f"warning: plugin {entry.plugin!r} failed to build format {entry.name!r}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+    return formats
