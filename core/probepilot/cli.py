@@ -28,6 +28,9 @@ class ProbepilotGroup(click.Group):
     def _load_plugin_commands(self) -> dict[str, click.Command]:
         if self._plugin_commands is None:
             group = click.Group()
+            # Plugins add their sub-commands to these shared groups: cli.commands["train"].
+            for name in EXTENSIBLE_GROUPS:
+                group.add_command(self.commands[name])
             manager = make_plugin_manager()
             for impl in manager.hook.probepilot_register_commands.get_hookimpls():
                 try:
@@ -54,9 +57,36 @@ class ProbepilotGroup(click.Group):
         return command
 
 
+class PluginSubGroup(click.Group):
+    """A core group (``train``, ``bench``) whose sub-commands come from plugins: listing or
+    resolving one first loads the plugins' commands."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        cli._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cli._load_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+
+#: Core groups that plugins extend with sub-commands.
+EXTENSIBLE_GROUPS = ("train", "bench")
+
+
 @click.group(cls=ProbepilotGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """probepilot: an autopilot for scanning tunnelling microscopes."""
+
+
+@cli.group(cls=PluginSubGroup)
+def train() -> None:
+    """Train the learned components (classifier, policies) from a seed on the simulator."""
+
+
+@cli.group(cls=PluginSubGroup)
+def bench() -> None:
+    """Measure components on the simulator and print one JSON line of figures."""
 
 
 @cli.command()

@@ -133,6 +133,31 @@ class Config:
         """Validated options of plugin ``name`` of ``kind`` (None if it declares none)."""
         return self.plugin_options.get((kind, name))
 
+    def build(
+        self,
+        manager: PluginManager,
+        kind: str,
+        name: str,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Build plugin ``name`` of ``kind`` (``"driver"``, ``"analyzer"``, ``"policy"`` ...)
+        with its validated options from this config, or its defaults when the file has none.
+
+        ``overrides`` replaces single option keys (raw config values, unit strings allowed) on
+        top of the file's table; benchmarks and episodes use it to seed a simulator.
+
+        :raises PluginError: when no such plugin is installed.
+        :raises ConfigError: when an override is invalid.
+        """
+        entry = manager.registry(kind).get(name)
+        section = {v: k for k, v in SECTIONS.items()}.get(kind, f"{kind}s")
+        options = self.options(kind, name)
+        if entry.options is not None and (options is None or overrides):
+            table = to_table(options) if options is not None else {}
+            table.update(overrides or {})
+            options = build(entry.options, table, source=self.source, key=f"{section}.{name}")
+        return entry.factory(options)
+
     def run_folder(self) -> Path:
         """Where run folders go, resolved against :attr:`base_dir`."""
         return (self.base_dir / self.core.run.folder).resolve()

@@ -106,8 +106,10 @@ def probepilot_register_formats(registry: Registry[FileFormat]) -> None:
 def probepilot_register_commands(cli: Any) -> None:
     """Add sub-commands to the ``probepilot`` command line.
 
-    :param cli: the root ``click.Group``; add commands with ``cli.add_command(...)``. Typed
-        ``Any`` so the core's hook module does not import click.
+    :param cli: the root ``click.Group``; add commands with ``cli.add_command(...)``, and
+        sub-commands of ``probepilot train`` and ``probepilot bench`` with
+        ``cli.commands["train"].add_command(...)``. Typed ``Any`` so the core's hook module
+        does not import click.
     :return: nothing.
 
     Called for every plugin, on the main thread, when the CLI starts. A plugin's commands may
