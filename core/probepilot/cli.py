@@ -160,6 +160,62 @@ def config_show(file: Path | None) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# The autonomous run
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Config file (default: the built-in defaults, i.e. the simulated microscope).",
+)
+@click.option("--headless", is_flag=True, help="No dashboard: a progress line per frame.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option(
+    "--duration",
+    default=None,
+    help="Stop after this much instrument time, e.g. '2 h' (simulated time on the simulator).",
+)
+def run(file: Path | None, headless: bool, frames: int | None, duration: str | None) -> None:
+    """Run the autopilot: approach, image, analyse, condition the tip when it goes bad.
+
+    Everything goes into a new run folder under [run] folder; `probepilot inspect RUN`
+    summarises it. Ctrl-C stops the run cleanly (the journal records "stopped").
+    """
+    from probepilot.config import load_config
+    from probepilot.headless import run_headless
+
+    if frames is not None and duration is not None:
+        raise click.UsageError("give --frames or --duration, not both")
+    seconds = _duration(duration) if duration is not None else None
+    cfg, manager = load_config(file)
+    if not headless:
+        click.echo(
+            "the dashboard is not installed yet; running headless (pass --headless to say so)",
+            err=True,
+        )
+    outcome, folder = run_headless(cfg, manager, frames=frames, duration=seconds)
+    click.echo(f"run {outcome}: {folder}")
+    if outcome.startswith("failed"):
+        sys.exit(1)
+
+
+def _duration(text: str) -> float:
+    from probepilot.errors import ConfigError
+    from probepilot.units import UnitError, parse_quantity
+
+    try:
+        value = parse_quantity(text, "s")
+    except UnitError as exc:
+        raise ConfigError(str(exc), source="command line", key="--duration", value=text) from None
+    if not value > 0:
+        raise ConfigError("must be positive", source="command line", key="--duration", value=text)
+    return value
+
+
+# --------------------------------------------------------------------------------------------
 # Data files and run folders. The store is imported inside the commands so that `probepilot
 # --help` and the other commands do not load the readers.
 

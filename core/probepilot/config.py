@@ -24,12 +24,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tomli_w
 
 from probepilot.errors import ConfigError, PluginError
-from probepilot.options import Doc, Range, build, to_table
+from probepilot.options import Doc, Quantity, Range, build, to_table
 from probepilot.plugins import PluginManager, make_plugin_manager
 from probepilot.safety import SafetyLimits
 
@@ -74,6 +74,37 @@ class RunOptions:
     frames: Annotated[
         int | None, Range(1, 10_000_000), Doc("stop after this many frames (default: no limit)")
     ] = None
+    duration: Annotated[
+        float | None,
+        Quantity("s"),
+        Range(0),
+        Doc("stop after this much instrument time (simulated time on the simulator)"),
+    ] = None
+    frame_size: Annotated[
+        float, Quantity("m"), Range(1e-10, 1e-5), Doc("side of each imaging frame")
+    ] = 20e-9
+    pixels: Annotated[int, Range(8, 4096), Doc("pixels and lines of each frame")] = 128
+    line_time: Annotated[
+        float, Quantity("s"), Range(1e-3, 100), Doc("time per line and direction")
+    ] = 0.1
+    frames_per_region: Annotated[
+        int,
+        Range(1, 1000),
+        Doc("frames taken of one region before the next (two or more let drift be measured)"),
+    ] = 2
+    compensate_drift: Annotated[
+        bool, Doc("feed the drift estimate into the driver's drift compensation")
+    ] = True
+    coarse_axis: Annotated[
+        Literal["x+", "x-", "y+", "y-"], Doc("direction of the coarse move when the range is used")
+    ] = "x+"
+    coarse_steps: Annotated[int, Range(1, 100_000), Doc("coarse steps per coarse move")] = 100
+    retries: Annotated[
+        int, Range(0, 1000), Doc("driver errors in a row the run recovers from before failing")
+    ] = 5
+    retry_backoff: Annotated[
+        float, Quantity("s"), Range(0, 600), Doc("first wait after a driver error; doubles")
+    ] = 1.0
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,11 @@ class InstrumentError(DriverError):
         super().__init__(f"{command}: the instrument reported: {detail}", hint=hint)
 
 
+class TipCrashError(InstrumentError):
+    """The tip touched the surface uncontrolled; the instrument withdrew it. The session
+    withdraws (again, to be sure) before anything else and treats the tip as blunt."""
+
+
 class NotConnectedError(DriverError):
     """An operation was called before ``connect()`` or after ``close()``."""
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probepilot.errors import InstrumentError, LimitError, NotSupportedError
+from probepilot.errors import InstrumentError, LimitError, NotSupportedError, TipCrashError
 from probepilot.model import (
     Dip,
     FloatArray,
@@ -291,7 +291,7 @@ class Microscope:
         self.withdrawn = True
         self.feedback = False
         self.z_hold = self.z_range
-        raise InstrumentError(
+        raise TipCrashError(
             what,
             "the tip crashed into the surface and was withdrawn",
             hint="approach again and condition the tip (it is now blunt)",

@@ -89,6 +89,8 @@ class RunFolder:
         self._counts = {FRAMES: 0, SPECTRA: 0, GRIDS: 0}
         self._lock = threading.Lock()
         self._closed = False
+        #: The ``run.started`` event :meth:`create` journaled.
+        self.started: Event | None = None
 
     @classmethod
     def create(
@@ -123,7 +125,7 @@ class RunFolder:
                 hint="check that the [run] folder is writable and has space",
             ) from None
         run = cls(path, run_id, Journal(path / JOURNAL_FILE, flush_interval=flush_interval))
-        run.emit(
+        run.started = run.emit(
             RUN_STARTED,
             {
                 "run_id": run_id,
