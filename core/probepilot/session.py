@@ -296,7 +296,7 @@ class Session:
 
     # -- operator commands ---------------------------------------------------------------------
 
-    async def command(self, name: str, **args: Any) -> str:
+    async def command(self, name: str, /, **args: Any) -> str:
         """Carry out an operator command on the run's loop; returns a one-line reply.
 
         :raises ProbepilotError: an unknown command or bad arguments (the run is unaffected).
@@ -340,7 +340,7 @@ class Session:
             return await self._operator_action(SetBias(float(args["voltage"])))
         return await self._operator_action(SetSetpoint(float(args["current"])))
 
-    def post(self, name: str, **args: Any) -> concurrent.futures.Future[str]:
+    def post(self, name: str, /, **args: Any) -> concurrent.futures.Future[str]:
         """:meth:`command` from any thread (the dashboard's, a network listener's)."""
         if self._loop is None:
             raise ProbepilotError("the run has not started; commands reach a running session")
