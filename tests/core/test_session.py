@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -187,16 +188,15 @@ async def _run_with(session: Session, script: object) -> str:
     return await asyncio.wait_for(task, 20)
 
 
-async def _until(condition: object, timeout: float = 10.0) -> None:
-    async def wait() -> None:
-        while not condition():  # type: ignore[operator]
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll the session under test until ``condition`` holds (10 s at most)."""
+    async with asyncio.timeout(10.0):
+        while not condition():  # noqa: ASYNC110 - polling the object under test is the point
             await asyncio.sleep(0.001)
-
-    await asyncio.wait_for(wait(), timeout)
 
 
 def test_pause_and_resume(tmp_path: Path) -> None:
-    session, driver, _ = make_session(tmp_path, ["good"], frames=4)
+    session, _, _ = make_session(tmp_path, ["good"], frames=4)
 
     async def script() -> None:
         await _until(lambda: session.stats.frames >= 1)
@@ -263,10 +263,11 @@ def test_withdraw_now_cancels_the_scan_and_pauses_until_resumed(tmp_path: Path) 
 
 
 def test_switch_policy_and_set_bias_and_setpoint(tmp_path: Path) -> None:
-    session, driver, _ = make_session(tmp_path, ["double"], frames=3)
+    policy = ScriptedPolicy()
+    session, driver, _ = make_session(tmp_path, ["double"], policy=policy, frames=3)
 
     async def script() -> None:
-        await _until(lambda: session.stats.frames >= 1)
+        await _until(lambda: len(policy.observations) >= 1)
         assert await session.command("switch_policy", name="random") == "policy is now 'random'"
         assert await session.command("set_bias", voltage=0.5) == "done: bias"
         assert await session.command("set_setpoint", current=50e-12) == "done: setpoint"
