@@ -1,6 +1,6 @@
-"""A minimal autonomous run over TCP: a config selects ``driver = "nanonis"`` pointed at the
-virtual Nanonis, and a small loop (approach, pick region, scan, persist, analyse, decide, act)
-acquires several frames end to end. Stands in for ``probepilot run`` until the session exists."""
+"""``probepilot run`` with ``driver = "nanonis"``, end to end over TCP against the virtual
+Nanonis: the real session (approach, region search, scan, persist, analyse, decide, safety, act)
+drives the controller through the Nanonis driver, as it would drive a real one."""
 
 from __future__ import annotations
 
@@ -10,72 +10,51 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from nanonis_helpers import run, virtual_nanonis
+from nanonis_helpers import virtual_nanonis
 
-from probepilot.config import load_config
-from probepilot.contracts import Driver
-from probepilot.model import Dip, Move, Pulse, ScanArea, ScanSettings
-from probepilot.store import read_sxm, write_sxm
-from probepilot_nanonis.options import NanonisOptions
+from probepilot.store import read_sxm
+from probepilot.store.runsummary import summarise_run
 
 
-def autopilot(driver: Driver, folder: Path, frames: int) -> list[str]:
-    """Scan ``frames`` regions; condition the tip when a frame looks rough. Returns the log."""
-    log: list[str] = []
-    size = 20e-9
-
-    async def loop() -> None:
-        await driver.connect()
-        await driver.approach()
-        half = (await driver.limits()).piezo_range[0] / 2
-        centres = [(x, 0.0) for x in np.linspace(-half / 2, half / 2, frames)]
-        for i, centre in enumerate(centres):
-            settings = ScanSettings(ScanArea(centre, (size, size), 32, 24), 0.02)
-            lines: list[int] = []
-            frame = await driver.scan(settings, lines.append)
-            path = write_sxm(frame, folder / f"frame_{i:03d}.sxm")  # persisted before analysis
-            log.append(f"scan {i}: {frame.lines_done}/{len(lines)} lines -> {path.name}")
-            roughness = float(np.nanstd(frame.topography))
-            # A toy policy: dip once, pulse whenever a frame is rough.
-            action = Dip(0.5e-9) if i == 1 else Pulse(2.5, 0.05) if roughness > 0.5e-9 else None
-            if isinstance(action, Pulse):
-                await driver.bias_pulse(action.voltage, action.width)
-            elif isinstance(action, Dip):
-                await driver.dip(action.depth, action.bias)
-            log.append(f"decide {i}: {type(action).__name__ if action else 'keep imaging'}")
-            move = Move(*centres[(i + 1) % frames])
-            await driver.set_tip_position(move.x, move.y)
-        await driver.close()
-
-    run(loop, timeout=60)
-    return log
-
-
-def test_a_run_configured_for_nanonis_acquires_frames_end_to_end(tmp_path: Path) -> None:
+def test_probepilot_run_drives_the_virtual_nanonis_end_to_end(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     with virtual_nanonis(tmp_path / "controller", seed=21, tip="double") as server:
         config_file = tmp_path / "run.toml"
         config_file.write_text(
-            'driver = "nanonis"\n[drivers.nanonis]\nhost = "127.0.0.1"\n'
-            f'ports = {list(server.ports)}\ntimeout = "2 s"\npoll_interval = "5 ms"\n',
+            'driver = "nanonis"\n'
+            'policy = "random"\n'
+            "[drivers.nanonis]\n"
+            'host = "127.0.0.1"\n'
+            f"ports = {list(server.ports)}\n"
+            'timeout = "5 s"\n'
+            'poll_interval = "5 ms"\n'
+            "[policies.random]\n"
+            "seed = 4\n"
+            "[run]\n"
+            'folder = "runs"\n'
+            "pixels = 32\n"
+            'line_time = "20 ms"\n',
             encoding="utf-8",
         )
-        config, manager = load_config(config_file)
-        options = config.options("driver", "nanonis")
-        assert isinstance(options, NanonisOptions) and options.timeout == 2.0
-        driver = manager.registry("driver").get(config.driver).factory(options)
-        folder = tmp_path / "run"
-        folder.mkdir()
-        log = autopilot(driver, folder, frames=4)
-
-    assert [line.split(":")[0] for line in log[::2]] == [f"scan {i}" for i in range(4)]
-    assert all("24/24 lines" in line for line in log[::2])
-    assert "decide 1: Dip" in log
-    for i in range(4):
-        frame = read_sxm(folder / f"frame_{i:03d}.sxm")
-        assert frame.complete and frame.topography.shape == (24, 32)
+        result = run_cli("run", "--headless", "--frames", "4", "--config", str(config_file))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("run completed: ")
+    folder = Path(result.stdout.split(": ", 1)[1].strip())
+    assert folder.parent == tmp_path / "runs"
+    summary = summarise_run(folder)
+    assert summary["outcome"] == "completed"
+    assert summary["frames"] == {"count": 4, "complete": 4}
+    assert summary["findings"]["frames_analysed"] == 4
+    assert summary["driver_errors"] == 0
+    for i in range(1, 5):
+        frame = read_sxm(folder / "frames" / f"frame-{i:06d}.sxm")
+        assert frame.complete and frame.topography.shape == (32, 32)
         assert np.isfinite(frame.topography).all()
-    # The controller saved its own copy of each frame too.
+    # The controller saved its own copy of each frame too, as a real Nanonis does.
     assert len(list((tmp_path / "controller").glob("*.sxm"))) == 4
+    # The progress display showed every frame.
+    assert result.stderr.count("frame ") >= 4
 
 
 def test_the_plugin_is_listed_with_its_driver_and_command(
