@@ -607,9 +607,8 @@ class Session:
     async def _check(self, action: Action) -> Action | None:
         """The envelope's accepted (maybe clamped) action, or None after journaling why not."""
         assert self._limits is not None
-        tip = None
-        with contextlib.suppress(DriverError):
-            tip = await asyncio.wait_for(self.driver.get_tip_position(), 10.0)
+        # The envelope checks a dip against the z range only when it knows where the tip is.
+        tip = await self._with_retries("tip position", self.driver.get_tip_position)
         verdict = self.envelope.check(action, EnvelopeState(self._limits, tip))
         if not verdict.accepted:
             self.stats.rejected += 1

@@ -66,6 +66,8 @@ def summarise_run(folder: str | os.PathLike[str]) -> dict[str, Any]:
             "count": len(frames),
             "complete": sum(bool(e.data.get("complete")) for e in frames),
         },
+        "instrument_time": _instrument_time(frames),
+        "frames_per_instrument_hour": _per_hour(len(frames), _instrument_time(frames)),
         "spectra": len(named[SPECTRA]),
         "grids": len(named[GRIDS]),
         "findings": {
@@ -91,6 +93,20 @@ def summarise_run(folder: str | os.PathLike[str]) -> dict[str, Any]:
         "time_in_state": _time_in_state(events),
         "files": _files(path, named),
     }
+
+
+def _instrument_time(frames: list[Event]) -> float | None:
+    """Seconds of instrument time the frames span (their own timestamps: simulated time on the
+    simulator, which runs faster than the wall clock)."""
+    starts = [float(t) for e in frames if isinstance(t := e.data.get("started_at"), int | float)]
+    ends = [float(t) for e in frames if isinstance(t := e.data.get("finished_at"), int | float)]
+    if not starts or not ends:
+        return None
+    return _num(max(ends) - min(starts))
+
+
+def _per_hour(count: int, seconds: float | None) -> float | None:
+    return count / seconds * 3600 if seconds else None
 
 
 def _first(events: list[Event], kind: str) -> Event | None:
@@ -182,6 +198,12 @@ def render_run(s: dict[str, Any]) -> str:
         + ("" if j["intact"] else f"; after the last complete record: {j['tail']}"),
         f"  frames     {frames['count']} ({frames['complete']} complete); "
         f"spectra {s['spectra']}; grids {s['grids']}",
+        f"  instrument {_duration(s['instrument_time'])} of frames"
+        + (
+            f", {s['frames_per_instrument_hour']:.1f} frames per hour"
+            if s["frames_per_instrument_hour"]
+            else ""
+        ),
         f"  analysed   {findings['frames_analysed']} frames: {_counts(findings['tip_states'])}",
         "  good       "
         + (f"{fraction:.1%} of analysed frames" if fraction is not None else "- (none analysed)"),
