@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 from probepilot import __version__
 
@@ -48,3 +49,33 @@ def test_plugins_json_is_machine_readable(run_cli: CLI) -> None:
     }
     assert plugins["policies"]["kinds"] == ["policy"]
     assert plugins["sim"]["kinds"] == ["driver"]
+
+
+def test_run_with_no_config_runs_the_simulator_headless(run_cli: CLI, tmp_path: Path) -> None:
+    result = run_cli("run", "--headless", "--frames", "3")
+    assert result.returncode == 0, result.stderr
+    folder = Path(result.stdout.removeprefix("run completed: ").strip())
+    assert folder.parent == tmp_path / "runs"  # [run] folder, relative to the working dir
+    assert sorted(p.name for p in (folder / "frames").iterdir()) == [
+        f"frame-00000{i}.sxm" for i in (1, 2, 3)
+    ]
+    assert "frame 3/3" in result.stderr
+    inspected = run_cli("inspect", str(folder))
+    assert "outcome    completed" in inspected.stdout
+    assert "frames     3 (3 complete)" in inspected.stdout
+
+
+def test_run_stops_after_a_duration_of_instrument_time(run_cli: CLI, tmp_path: Path) -> None:
+    (tmp_path / "short.toml").write_text('[run]\npixels = 32\nline_time = "0.1 s"\n')
+    # 32 lines x 2 directions x 0.1 s = 6.4 s of simulated time per frame.
+    result = run_cli("run", "--headless", "--duration", "15 s", "--config", "short.toml")
+    assert result.returncode == 0, result.stderr
+    assert "frame 3 " in result.stderr and "frame 4 " not in result.stderr
+
+
+def test_run_rejects_bad_arguments_in_one_line(run_cli: CLI) -> None:
+    both = run_cli("run", "--headless", "--frames", "2", "--duration", "1 h")
+    assert both.returncode == 2 and "give --frames or --duration, not both" in both.stderr
+    bad = run_cli("run", "--headless", "--duration", "soon")
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "--duration" in bad.stderr
