@@ -294,6 +294,23 @@ class Session:
         )
         self.stats.instrument_time = self._last_instrument_time
 
+    def snapshot(self) -> dict[str, Any]:
+        """The run's current state (see :meth:`probepilot.link.RunLink.snapshot`)."""
+        return {
+            "run_id": self.run_id,
+            "folder": str(self.folder),
+            "state": self.state,
+            "driver": self.config.driver,
+            "policy": self.policy_name,
+            "policies": self.manager.registry("policy").names(),
+            "stats": self.stats.as_dict(),
+            "limits": {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self.config.safety).items()
+            },
+            "tip_state": self.stats.tip_state,
+        }
+
     # -- operator commands ---------------------------------------------------------------------
 
     async def command(self, name: str, /, **args: Any) -> str:
