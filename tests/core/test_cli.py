@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from probepilot import __version__
+from probepilot.store.runsummary import summarise_run
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -79,3 +84,29 @@ def test_run_rejects_bad_arguments_in_one_line(run_cli: CLI) -> None:
     bad = run_cli("run", "--headless", "--duration", "soon")
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "--duration" in bad.stderr
+
+
+def test_ctrl_c_stops_a_run_cleanly(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "probepilot.cli", "run", "--headless"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("runs/*/frames/frame-000002.sxm")):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert out.startswith("run stopped: ")
+    folder = Path(out.removeprefix("run stopped: ").strip())
+    summary = summarise_run(folder)
+    assert summary["outcome"] == "stopped" and summary["journal"]["intact"]
+    assert summary["files"]["missing"] == [] and summary["files"]["temporary"] == []
