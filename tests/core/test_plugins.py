@@ -52,8 +52,8 @@ def test_builtins_are_entry_points_like_any_other() -> None:
     manager = make_plugin_manager(env={})
     infos = {info.name: info for info in manager.plugin_infos()}
     assert infos["policies"].distribution == "probepilot"
-    assert infos["policies"].provides == {"policy": ["random"]}
-    assert infos["policies"].hooks == ["probepilot_register_policies"]
+    assert infos["policies"].provides == {"policy": ["ga", "random", "rl", "rules"]}
+    assert infos["policies"].hooks == ["probepilot_register_commands", "probepilot_register_policies"]
     assert "random" in manager.registry("policy")
 
 
@@ -74,7 +74,7 @@ def test_broken_plugin_is_listed_with_its_error_and_the_rest_load(
     assert infos["steady"]["error"] is None
     assert infos["steady"]["provides"] == {"policy": ["steady"]}
     assert infos["steady"]["version"] == "2.3"
-    assert infos["policies"]["provides"] == {"policy": ["random"]}
+    assert infos["policies"]["provides"] == {"policy": ["ga", "random", "rl", "rules"]}
 
     human = run_cli("plugins", env={"PYTHONPATH": str(site)})
     assert "ERROR: ModuleNotFoundError" in human.stdout

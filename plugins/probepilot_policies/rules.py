@@ -1,0 +1,299 @@
+"""The ``rules`` policy: what a careful microscopist does, written down as escalation tables.
+
+When the tip has looked bad for ``bad_frames`` frames in a row, it works down an ordered table
+of conditioning steps, ``repeats`` attempts per step, from gentle to harsh: each frame that
+still shows the same problem after an attempt counts as a failed attempt and moves it on. At
+the end of the table it moves to a fresh area (a coarse step: the surface under the tip may be
+what spoils it) and starts the table again. When the tip looks good it forgets everything.
+
+Tables are per observed tip state, because the cure depends on the problem: an unstable tip
+(a loosely bound atom) is best calmed by moderate bias pulses, a double tip reshaped by shallow
+dips that leave one apex, a blunt tip sharpened by dips that pick up a new apex; and strong
+pulses or deep dips scramble any apex, so they come last. A state the analyzers cannot name
+uses the general ``steps`` table, as does every state with ``per_state = false``. When the
+observed state changes, the new state's table starts from its first step (the apex changed;
+the gentle cure may work now).
+
+The defaults (and their order) follow the simulator's conditioning model
+(``docs/simulator.md``), which follows what real tip-conditioning loops report:
+
+====================  =====================================================================
+``unstable``          pulse -4 V, pulse +4 V, dip 1 nm, dip 1.2 nm, pulse -8 V, dip 1.8 nm,
+                      move
+``double``            dip 1 nm, dip 1.2 nm, dip 0.8 nm, dip 1.8 nm, pulse -4 V, dip 2.5 nm,
+                      move
+``blunt``             dip 1.2 nm, dip 1 nm, dip 1.8 nm, dip 2.5 nm, pulse +8 V, move
+``steps`` (general)   pulse -4 V, pulse +4 V, dip 1 nm, dip 1.2 nm, dip 1.8 nm, dip 2.5 nm,
+                      pulse -8 V, move
+====================  =====================================================================
+
+with ``bad_frames = 1``, ``repeats = 2``. A step is ``"pulse <voltage> [<width>]"`` (200 ms by
+default), ``"dip <depth> [<bias>]"`` (0 V by default) or ``"move"``; quantities take units
+(``"pulse -4 V 100 ms"``, ``"dip 1.2 nm"``, ``"dip 1.2 nm -0.5 V"``). Every action still passes
+the safety envelope.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from probepilot.model import (
+    Action,
+    CoarseStep,
+    Dip,
+    KeepImaging,
+    Observation,
+    Outcome,
+    Pulse,
+    TipState,
+)
+from probepilot.options import Doc, Range
+from probepilot.safety import HARD_MAX_DIP_DEPTH, HARD_MAX_PULSE, HARD_MAX_PULSE_WIDTH
+from probepilot.units import UnitError, parse_quantity
+
+__all__ = [
+    "DEFAULT_BLUNT",
+    "DEFAULT_DOUBLE",
+    "DEFAULT_STEPS",
+    "DEFAULT_UNSTABLE",
+    "MOVE",
+    "RulesOptions",
+    "RulesPolicy",
+    "parse_step",
+]
+
+#: The table entry that moves to a fresh area.
+MOVE = "move"
+#: Width of a pulse step that names none (s): the default conditioning set's 200 ms.
+DEFAULT_PULSE_WIDTH = 0.2
+
+DEFAULT_UNSTABLE: tuple[str, ...] = (
+    "pulse -4 V",
+    "pulse +4 V",
+    "dip 1 nm",
+    "dip 1.2 nm",
+    "pulse -8 V",
+    "dip 1.8 nm",
+    MOVE,
+)
+DEFAULT_DOUBLE: tuple[str, ...] = (
+    "dip 1 nm",
+    "dip 1.2 nm",
+    "dip 0.8 nm",
+    "dip 1.8 nm",
+    "pulse -4 V",
+    "dip 2.5 nm",
+    MOVE,
+)
+DEFAULT_BLUNT: tuple[str, ...] = (
+    "dip 1.2 nm",
+    "dip 1 nm",
+    "dip 1.8 nm",
+    "dip 2.5 nm",
+    "pulse +8 V",
+    MOVE,
+)
+DEFAULT_STEPS: tuple[str, ...] = (
+    "pulse -4 V",
+    "pulse +4 V",
+    "dip 1 nm",
+    "dip 1.2 nm",
+    "dip 1.8 nm",
+    "dip 2.5 nm",
+    "pulse -8 V",
+    MOVE,
+)
+
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_QUANTITY = re.compile(rf"\s*({_NUMBER})\s*([^\s\d+\-.][^\s]*)\s*")
+_FORMS = "'pulse <voltage> [<width>]', 'dip <depth> [<bias>]' or 'move'"
+
+Step = Pulse | Dip | Literal["move"]
+
+
+def _quantities(text: str, entry: str) -> list[tuple[str, float]]:
+    """``"-4 V 100 ms"`` -> ``[("V", -4.0), ("s", 0.1)]``; each quantity must carry a unit."""
+    found: list[tuple[str, float]] = []
+    pos = 0
+    while pos < len(text):
+        match = _QUANTITY.match(text, pos)
+        if match is None or match.end() == pos:
+            raise ValueError(f"cannot read {entry!r}: expected {_FORMS}")
+        quantity = f"{match[1]} {match[2]}"
+        for unit in ("V", "s", "m"):
+            try:
+                found.append((unit, parse_quantity(quantity, unit)))
+                break
+            except UnitError:
+                continue
+        else:
+            raise ValueError(f"cannot read {quantity!r} in {entry!r}: expected {_FORMS}")
+        pos = match.end()
+    return found
+
+
+def parse_step(entry: str) -> Step:
+    """One table entry as an action (or :data:`MOVE`).
+
+    :raises ValueError: naming the entry and the forms it may take, or the hard ceiling it
+        exceeds (:mod:`probepilot.safety`).
+    """
+    if not isinstance(entry, str):
+        raise ValueError(f"{entry!r} is not a step: expected {_FORMS}")
+    words = entry.strip().split(maxsplit=1)
+    kind = words[0].lower() if words else ""
+    rest = words[1] if len(words) > 1 else ""
+    if kind == MOVE and not rest.strip():
+        return MOVE
+    if kind not in ("pulse", "dip"):
+        raise ValueError(f"cannot read {entry!r}: expected {_FORMS}")
+    values: dict[str, float] = {}
+    for unit, value in _quantities(rest, entry):
+        if unit in values:
+            raise ValueError(f"{entry!r} gives two quantities in {unit}")
+        values[unit] = value
+    if kind == "pulse":
+        if "V" not in values or "m" in values:
+            raise ValueError(f"{entry!r}: a pulse takes a voltage and optionally a width")
+        voltage, width = values["V"], values.get("s", DEFAULT_PULSE_WIDTH)
+        if not 0 < abs(voltage) <= HARD_MAX_PULSE:
+            raise ValueError(f"{entry!r}: |voltage| must be above 0 and at most {HARD_MAX_PULSE} V")
+        if not 0 < width <= HARD_MAX_PULSE_WIDTH:
+            raise ValueError(f"{entry!r}: the width must be above 0 and at most 1 s")
+        return Pulse(voltage=voltage, width=width)
+    if "m" not in values or "s" in values:
+        raise ValueError(f"{entry!r}: a dip takes a depth and optionally a bias")
+    depth, bias = values["m"], values.get("V", 0.0)
+    if not 0 < depth <= HARD_MAX_DIP_DEPTH:
+        raise ValueError(f"{entry!r}: the depth must be above 0 and at most 10 nm")
+    if abs(bias) > HARD_MAX_PULSE:
+        raise ValueError(f"{entry!r}: |bias| must be at most {HARD_MAX_PULSE} V")
+    return Dip(depth=depth, bias=bias)
+
+
+def _table(name: str, entries: list[str]) -> tuple[Step, ...]:
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise ValueError(f"{name}: the table needs at least one step")
+    steps: list[Step] = []
+    for i, entry in enumerate(entries):
+        try:
+            steps.append(parse_step(entry))
+        except ValueError as exc:
+            raise ValueError(f"{name}[{i}]: {exc}") from None
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
+class RulesOptions:
+    """The ``[policies.rules]`` table (see the module docstring for the defaults' reasons)."""
+
+    bad_frames: Annotated[
+        int, Range(1, 1000), Doc("bad frames in a row before the first conditioning action")
+    ] = 1
+    repeats: Annotated[
+        int, Range(1, 100), Doc("attempts of each step before escalating to the next")
+    ] = 2
+    per_state: Annotated[
+        bool,
+        Doc("use the double/blunt/unstable tables for those states (false: `steps` for all)"),
+    ] = True
+    steps: Annotated[
+        list[str],
+        Doc(
+            "general escalation table, for bad tips of no named state (or all, without "
+            "per_state): 'pulse <V> [<width>]', 'dip <depth> [<bias>]' or 'move'"
+        ),
+    ] = field(default_factory=lambda: list(DEFAULT_STEPS))
+    unstable: Annotated[list[str], Doc("escalation table for an unstable tip")] = field(
+        default_factory=lambda: list(DEFAULT_UNSTABLE)
+    )
+    double: Annotated[list[str], Doc("escalation table for a double tip")] = field(
+        default_factory=lambda: list(DEFAULT_DOUBLE)
+    )
+    blunt: Annotated[list[str], Doc("escalation table for a blunt tip")] = field(
+        default_factory=lambda: list(DEFAULT_BLUNT)
+    )
+    move_axis: Annotated[
+        Literal["x+", "x-", "y+", "y-"], Doc("coarse-step direction of a 'move' step")
+    ] = "x+"
+    move_steps: Annotated[
+        int, Range(1, 1000), Doc("coarse steps of a 'move' step (to a fresh area)")
+    ] = 1
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "unstable", "double", "blunt"):
+            _table(name, getattr(self, name))
+
+    def tables(self) -> dict[TipState, tuple[Step, ...]]:
+        """The parsed tables by observed state; :attr:`TipState.UNKNOWN` is the general one."""
+        general = _table("steps", self.steps)
+        out = {state: general for state in (TipState.DOUBLE, TipState.BLUNT, TipState.UNSTABLE)}
+        if self.per_state:
+            out[TipState.DOUBLE] = _table("double", self.double)
+            out[TipState.BLUNT] = _table("blunt", self.blunt)
+            out[TipState.UNSTABLE] = _table("unstable", self.unstable)
+        out[TipState.UNKNOWN] = general
+        return out
+
+
+class RulesPolicy:
+    """Escalation tables (see the module docstring). Deterministic: no random choices."""
+
+    name = "rules"
+
+    def __init__(self, options: RulesOptions | None = None) -> None:
+        self.options = options or RulesOptions()
+        self.tables = self.options.tables()
+        # Each table unrolled: every action ``repeats`` times, a move once.
+        self._sequences = {
+            state: tuple(
+                entry
+                for step in table
+                for entry in ([step] if step == MOVE else [step] * self.options.repeats)
+            )
+            for state, table in self.tables.items()
+        }
+        self._state: TipState | None = None
+        self._attempts = 0
+        self._acted = False
+
+    @property
+    def attempts(self) -> int:
+        """Failed attempts on the present state since its table (re)started."""
+        return self._attempts
+
+    def reset(self) -> None:
+        """Forget the escalation (the tip is good, or a new run starts)."""
+        self._state = None
+        self._attempts = 0
+        self._acted = False
+
+    def decide(self, observation: Observation) -> Action:
+        state = observation.tip_state
+        if state in (TipState.GOOD, TipState.UNKNOWN):
+            # Good: nothing to do. Unknown: nothing judged the frame; do not act blind.
+            if state == TipState.GOOD:
+                self.reset()
+            return KeepImaging()
+        if observation.bad_frames_in_row < self.options.bad_frames:
+            self._acted = False
+            return KeepImaging()
+        if state != self._state:
+            self._state = state
+            self._attempts = 0
+        elif self._acted:
+            self._attempts += 1  # the same problem after an attempt: that attempt failed
+        sequence = self._sequences.get(state, self._sequences[TipState.UNKNOWN])
+        step = sequence[self._attempts % len(sequence)]
+        self._acted = True
+        if step == MOVE:
+            return CoarseStep(axis=self.options.move_axis, steps=self.options.move_steps)
+        return step
+
+    def feedback(self, outcome: Outcome) -> None:
+        """The tables do not learn; the end of an episode resets the escalation (a good tip
+        seen by :meth:`decide` does too)."""
+        if outcome.done:
+            self.reset()

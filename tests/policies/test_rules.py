@@ -1,0 +1,127 @@
+"""The rules policy: the escalation tables, their parsing and validation, and short episodes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from probepilot.config import Config, validate
+from probepilot.episodes import ConditioningEpisode, EpisodeResult, EpisodeSettings, run_episode
+from probepilot.errors import ConfigError
+from probepilot.model import (
+    CoarseStep,
+    Dip,
+    KeepImaging,
+    Observation,
+    Outcome,
+    Pulse,
+    TipState,
+)
+from probepilot.plugins import PluginManager
+from probepilot_policies.bench import build_policy
+from probepilot_policies.rules import (
+    DEFAULT_DOUBLE,
+    DEFAULT_UNSTABLE,
+    MOVE,
+    RulesOptions,
+    RulesPolicy,
+    parse_step,
+)
+
+
+def seen(state: TipState, bad_frames: int = 1) -> Observation:
+    return Observation(None, (), state, bad_frames_in_row=bad_frames)
+
+
+def test_parse_step() -> None:
+    assert parse_step("pulse -4 V") == Pulse(voltage=-4.0, width=0.2)
+    assert parse_step("pulse 2.5V 100 ms") == Pulse(voltage=2.5, width=0.1)
+    assert parse_step("dip 1.2 nm") == Dip(depth=pytest.approx(1.2e-9), bias=0.0)  # type: ignore[arg-type]
+    assert parse_step("dip 800 pm -500 mV") == Dip(depth=pytest.approx(0.8e-9), bias=-0.5)  # type: ignore[arg-type]
+    assert parse_step(" Move ") == MOVE
+    for bad in ("zap 3 V", "pulse", "pulse 4 nm", "dip 1 V", "dip 20 nm", "pulse 12 V", "move 3"):
+        with pytest.raises(ValueError):
+            parse_step(bad)
+
+
+def test_escalates_per_failed_attempt_and_moves_at_the_end() -> None:
+    policy = RulesPolicy(RulesOptions(repeats=2))
+    actions = [policy.decide(seen(TipState.UNSTABLE, n)) for n in range(1, 16)]
+    table = [parse_step(s) for s in DEFAULT_UNSTABLE]
+    expected: list[Any] = []
+    for step in table:
+        expected += [step] if step == MOVE else [step, step]
+    expected = [CoarseStep("x+", 1) if s == MOVE else s for s in expected]
+    assert actions[: len(expected)] == expected
+    assert actions[len(expected)] == expected[0]  # the table starts again after the move
+
+
+def test_state_tables_restart_on_a_new_state_and_reset_when_good() -> None:
+    policy = RulesPolicy()
+    first_double = parse_step(DEFAULT_DOUBLE[0])
+    first_unstable = parse_step(DEFAULT_UNSTABLE[0])
+    assert policy.decide(seen(TipState.DOUBLE)) == first_double
+    assert policy.decide(seen(TipState.DOUBLE, 2)) == first_double  # second attempt
+    assert policy.decide(seen(TipState.DOUBLE, 3)) == parse_step(DEFAULT_DOUBLE[1])
+    assert policy.attempts == 2
+    assert policy.decide(seen(TipState.UNSTABLE, 4)) == first_unstable
+    assert policy.decide(seen(TipState.GOOD, 0)) == KeepImaging()
+    assert policy.attempts == 0
+    assert policy.decide(seen(TipState.DOUBLE)) == first_double
+    policy.feedback(Outcome(first_double, seen(TipState.GOOD, 0), 9.0, True))
+    assert policy.attempts == 0
+
+
+def test_waits_for_bad_frames_and_never_acts_blind() -> None:
+    policy = RulesPolicy(RulesOptions(bad_frames=2))
+    assert policy.decide(seen(TipState.BLUNT, 1)) == KeepImaging()
+    assert isinstance(policy.decide(seen(TipState.BLUNT, 2)), Dip)
+    assert policy.decide(seen(TipState.UNKNOWN, 5)) == KeepImaging()
+
+
+def test_per_state_off_uses_the_general_table() -> None:
+    policy = RulesPolicy(RulesOptions(per_state=False, steps=["dip 1 nm", "pulse 3 V"], repeats=1))
+    assert policy.decide(seen(TipState.UNSTABLE)) == Dip(depth=1e-9)
+    assert policy.decide(seen(TipState.UNSTABLE, 2)) == Pulse(voltage=3.0, width=0.2)
+    assert policy.decide(seen(TipState.UNSTABLE, 3)) == Dip(depth=1e-9)
+
+
+def test_config_validation_names_the_key(manager: PluginManager, config: Config) -> None:
+    def load(table: dict[str, Any]) -> Config:
+        raw = {"policy": "rules", "policies": {"rules": table}}
+        return validate(raw, manager, source="my.toml", base_dir=config.base_dir)
+
+    ok = load({"double": ["dip 1 nm", "move"], "bad_frames": 2})
+    assert ok.options("policy", "rules").double == ["dip 1 nm", "move"]
+    with pytest.raises(ConfigError, match=r"my.toml.*policies.rules.*double\[1\].*'dap 2 nm'"):
+        load({"double": ["dip 1 nm", "dap 2 nm"]})
+    with pytest.raises(ConfigError, match=r"steps: the table needs at least one step"):
+        load({"steps": []})
+    with pytest.raises(ConfigError, match="bad_frames"):
+        load({"bad_frames": 0})
+    with pytest.raises(ConfigError, match="unstable"):
+        load({"unstable": ["pulse 11 V"]})
+
+
+def _play(config: Config, manager: PluginManager, name: str, seed: int) -> EpisodeResult:
+    episode = ConditioningEpisode(config, manager, EpisodeSettings(max_actions=12, pixels=32))
+
+    async def go() -> EpisodeResult:
+        try:
+            policy = build_policy(config, manager, name, seed)  # seeded where it takes a seed
+            return await run_episode(policy, episode, seed)
+        finally:
+            await episode.close()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("name", ["random", "rules"])
+def test_short_seeded_episode(config: Config, manager: PluginManager, name: str) -> None:
+    first, again = _play(config, manager, name, 3), _play(config, manager, name, 3)
+    assert first == again
+    assert 1 <= first.actions <= 12 or first.scans > 0
+    assert first.success == (first.states[-1] == "good")
+    assert first.rejected == 0  # the default tables and set fit the default envelope
