@@ -8,6 +8,7 @@ error's exit status (2 for config errors); a traceback only ever means a bug in 
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -171,35 +172,109 @@ def config_show(file: Path | None) -> None:
     default=None,
     help="Config file (default: the built-in defaults, i.e. the simulated microscope).",
 )
-@click.option("--headless", is_flag=True, help="No dashboard: a progress line per frame.")
+@click.option(
+    "--headless",
+    is_flag=True,
+    help="No dashboard: a progress line per frame (also what happens off a terminal).",
+)
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option(
     "--duration",
     default=None,
     help="Stop after this much instrument time, e.g. '2 h' (simulated time on the simulator).",
 )
-def run(file: Path | None, headless: bool, frames: int | None, duration: str | None) -> None:
+@click.option(
+    "--publish",
+    default=None,
+    metavar="ADDRESS",
+    help="Publish the run's events and frames for `probepilot watch ADDRESS`, e.g. "
+    "tcp://127.0.0.1:5580 (stream on port + 1).",
+)
+@click.option(
+    "--curve-keys",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="With --publish: CurveZMQ key folder; only allow-listed watchers get in.",
+)
+def run(
+    file: Path | None,
+    headless: bool,
+    frames: int | None,
+    duration: str | None,
+    publish: str | None = None,
+    curve_keys: Path | None = None,
+) -> None:
     """Run the autopilot: approach, image, analyse, condition the tip when it goes bad.
 
-    Everything goes into a new run folder under [run] folder; `probepilot inspect RUN`
-    summarises it. Ctrl-C stops the run cleanly (the journal records "stopped").
+    Opens the dashboard (when installed and on a terminal) to watch and steer the run; q in
+    it stops the run. Everything goes into a new run folder under [run] folder; `probepilot
+    inspect RUN` summarises it. Ctrl-C stops a headless run cleanly (the journal records
+    "stopped").
     """
     from probepilot.config import load_config
     from probepilot.headless import run_headless
+    from probepilot.session import Session
 
     if frames is not None and duration is not None:
         raise click.UsageError("give --frames or --duration, not both")
     seconds = _duration(duration) if duration is not None else None
     cfg, manager = load_config(file)
-    if not headless:
-        click.echo(
-            "the dashboard is not installed yet; running headless (pass --headless to say so)",
-            err=True,
+    published = _publish(publish, curve_keys)
+    frontend = None if headless else _frontend(manager)
+    if frontend is None:
+        outcome, folder = run_headless(
+            cfg, manager, frames=frames, duration=seconds, publish=published
         )
-    outcome, folder = run_headless(cfg, manager, frames=frames, duration=seconds)
+    else:
+        session = Session(cfg, manager, frames=frames, duration=seconds)
+        hosted: Any = session.run
+        if published is not None:
+            from probepilot.bus.publisher import run_published
+
+            hosted = functools.partial(run_published, session, published[0], keys=published[1])
+        shown = frontend.show(session, config=cfg, manager=manager, main=hosted)
+        outcome, folder = shown or "stopped", session.folder
     click.echo(f"run {outcome}: {folder}")
     if outcome.startswith("failed"):
         sys.exit(1)
+
+
+def _publish(address: str | None, curve_keys: Path | None) -> tuple[str, Any] | None:
+    """``--publish`` and ``--curve-keys``, checked, as ``run_headless`` takes them."""
+    if address is None:
+        if curve_keys is not None:
+            raise click.UsageError("--curve-keys goes with --publish")
+        return None
+    from probepilot.bus.cli import _warn_if_exposed
+    from probepilot.bus.keys import server_keys
+    from probepilot.bus.sockets import check_address
+
+    check_address(address, what="--publish")
+    _warn_if_exposed(address, curve_keys, "the run's stream")
+    return address, server_keys(curve_keys) if curve_keys is not None else None
+
+
+def _frontend(manager: Any) -> Any:
+    """The frontend a plugin registered (``dashboard`` first), or None after a one-line note
+    saying why the run goes headless. The core finds it only through the registry."""
+    registry = manager.registry("frontend")
+    if not len(registry):
+        click.echo(
+            "no dashboard installed (pip install 'probepilot[dashboard]'); running headless",
+            err=True,
+        )
+        return None
+    name = "dashboard" if "dashboard" in registry else registry.names()[0]
+    try:
+        frontend = registry.get(name).factory(None)
+        why = frontend.unavailable()
+    # A plugin's broken frontend must not stop the run: it goes headless and says why.
+    except Exception as exc:  # noqa: BLE001
+        why = f"{type(exc).__name__}: {exc}"
+    if why:
+        click.echo(f"the {name} cannot open: {why}; running headless", err=True)
+        return None
+    return frontend
 
 
 def _duration(text: str) -> float:
@@ -323,6 +398,17 @@ def convert(source: Path, target: Path, frame: int | None) -> None:
     from probepilot.store.convert import convert as run_convert
 
     click.echo(run_convert(source, target, _formats(), frame=frame))
+
+
+def _add_bus_commands() -> None:
+    """``serve``, ``watch`` and ``keys``: the split across machines (probepilot.bus)."""
+    from probepilot.bus.cli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_bus_commands()
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -12,7 +12,7 @@ Live operations of a driver are ``async``. Blocking vendor SDKs run their calls 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -33,6 +33,8 @@ from probepilot.model import (
 
 if TYPE_CHECKING:
     from probepilot.config import Config
+    from probepilot.link import RunLink
+    from probepilot.plugins import PluginManager
 
 ProgressCallback = Callable[[LineProgress], None]
 
@@ -226,7 +228,9 @@ class Panel(Protocol):
     """A dashboard panel a plugin contributes.
 
     ``widget()`` returns a Textual widget (typed ``Any`` here so the core never imports textual);
-    ``on_event`` receives every event of the run's stream, on the dashboard's event loop.
+    ``on_event`` receives every event of the run's stream, on the dashboard's event loop. The
+    dashboard also calls ``on_scan``, ``on_snapshot``, ``on_view`` and ``on_attach`` when a
+    panel has them (see ``probepilot_dashboard.panels``).
     """
 
     name: str
@@ -238,6 +242,41 @@ class Panel(Protocol):
 
     def on_event(self, event: Any) -> None:
         """Update the panel from an event of the run."""
+        ...
+
+
+@runtime_checkable
+class Frontend(Protocol):
+    """What ``probepilot run`` shows a person while a run goes on (the terminal dashboard).
+
+    A frontend talks to the run only through a :class:`~probepilot.link.RunLink` (its event
+    stream and command interface), so the same frontend can watch a run on another machine.
+    """
+
+    name: str
+
+    def unavailable(self) -> str | None:
+        """Why it cannot show here (``"stdout is not a terminal"``, a missing toolkit), or None.
+        ``probepilot run`` then runs headless and prints this reason."""
+        ...
+
+    def show(
+        self,
+        link: RunLink,
+        *,
+        config: Config,
+        manager: PluginManager,
+        main: Callable[[], Awaitable[str]] | None = None,
+    ) -> str | None:
+        """Show the run behind ``link`` until the person closes the frontend (blocking).
+
+        :param link: the run's event stream and commands.
+        :param config: the effective configuration (the frontend's own options).
+        :param manager: the local plugin manager (panels and other registries).
+        :param main: when the run is in this process: the run itself. The frontend hosts it on
+            an event loop of its own, never making it wait for the screen, and returns its
+            outcome once it has ended. Without it the frontend only watches and returns None.
+        """
         ...
 
 

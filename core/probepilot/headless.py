@@ -13,13 +13,16 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from probepilot import events as ev
 from probepilot.config import Config
 from probepilot.events import Event
 from probepilot.plugins import PluginManager
 from probepilot.session import ScanLine, Session
+
+#: Where to publish a run: (address, CurveZMQ server keys or None).
+Publish = tuple[str, Any]
 
 
 def _clock(seconds: float) -> str:
@@ -70,7 +73,7 @@ class ProgressLine:
             self.stream.flush()
 
 
-async def _run(session: Session, progress: ProgressLine) -> str:
+async def _run(session: Session, progress: ProgressLine, publish: Publish | None = None) -> str:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     interrupts = 0
@@ -92,6 +95,11 @@ async def _run(session: Session, progress: ProgressLine) -> str:
         loop.add_signal_handler(signal.SIGINT, interrupted)
     session.subscribe(progress)
     try:
+        if publish is not None:
+            from probepilot.bus.publisher import run_published
+
+            address, keys = publish
+            return await run_published(session, address, keys=keys, announce=progress._write)
         return await session.run()
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -105,8 +113,12 @@ def run_headless(
     frames: int | None = None,
     duration: float | None = None,
     stream: IO[str] | None = None,
+    publish: Publish | None = None,
 ) -> tuple[str, Path]:
-    """Run a session to its end with a progress line; returns (outcome, run folder)."""
+    """Run a session to its end with a progress line; returns (outcome, run folder).
+
+    ``publish``: (address, CurveZMQ server keys or None) to publish the run's event stream
+    for watchers (``probepilot run --publish``; see :mod:`probepilot.bus.publisher`)."""
     session = Session(config, manager, frames=frames, duration=duration)
     n = session.max_frames
     budget = f"/{n}" if n is not None else ""
@@ -114,7 +126,7 @@ def run_headless(
         budget += f" (until {_clock(session.max_duration)} instrument time)"
     progress = ProgressLine(session, stream or sys.stderr, budget)
     try:
-        outcome = asyncio.run(_run(session, progress))
+        outcome = asyncio.run(_run(session, progress, publish))
     finally:
         progress.close()
     return outcome, session.folder

@@ -22,7 +22,15 @@ import pluggy
 
 if TYPE_CHECKING:
     from probepilot.config import Config
-    from probepilot.contracts import Analyzer, Driver, FileFormat, Panel, Policy, RunInfo
+    from probepilot.contracts import (
+        Analyzer,
+        Driver,
+        FileFormat,
+        Frontend,
+        Panel,
+        Policy,
+        RunInfo,
+    )
     from probepilot.events import Event
     from probepilot.registry import Registry
 
@@ -87,6 +95,21 @@ def probepilot_register_panels(registry: Registry[Panel]) -> None:
     :return: nothing.
 
     Called for every plugin, on the main thread, once per plugin manager.
+    """
+
+
+@hookspec
+def probepilot_register_frontends(registry: Registry[Frontend]) -> None:
+    """Register frontends: what ``probepilot run`` shows a person while the run goes on.
+
+    :param registry: call ``registry.register(name, factory)``; the factory (called with
+        ``None``) returns a :class:`probepilot.contracts.Frontend`. ``probepilot run`` opens the
+        frontend called ``dashboard`` (else the first registered) unless ``--headless`` is given,
+        and runs headless with a one-line note when none is installed or it cannot show here.
+    :return: nothing.
+
+    Called for every plugin, on the main thread, once per plugin manager. The core never
+    imports a frontend's UI toolkit: it finds the frontend only through this registry.
     """
 
 

@@ -25,7 +25,8 @@ class RunLink(Protocol):
         """The run's current state as msgpack-friendly values (a watcher that attaches late
         starts from it): ``run_id``, ``folder``, ``state``, ``driver``, ``policy``,
         ``policies`` (the registered names), ``stats`` (see ``Session.stats.as_dict``),
-        ``limits`` (the safety limits, SI), ``tip_state``."""
+        ``limits`` (the safety limits, SI), ``tip_state``, ``budget`` (``frames`` and
+        ``duration`` the run stops after, None for no limit)."""
         ...
 
     async def command(self, name: str, /, **args: Any) -> str:

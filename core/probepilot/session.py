@@ -309,6 +309,7 @@ class Session:
                 for k, v in asdict(self.config.safety).items()
             },
             "tip_state": self.stats.tip_state,
+            "budget": {"frames": self.max_frames, "duration": self.max_duration},
         }
 
     # -- operator commands ---------------------------------------------------------------------
@@ -407,6 +408,10 @@ class Session:
                     await asyncio.wait_for(self.driver.close(), 10.0)
             self._book_time()
             await asyncio.to_thread(self._run.close, outcome)
+            # The journal's last record goes to the subscribers too, so a watcher sees the end
+            # (the observer hooks have probepilot_session_finish for it).
+            last = self._run.journal.last_seq or 0
+            self._publish(Event(ev.RUN_FINISHED, last, {"outcome": outcome}))
             self.manager.hook.probepilot_session_finish(session=self, outcome=outcome)
         return outcome
 

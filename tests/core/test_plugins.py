@@ -53,7 +53,8 @@ def test_builtins_are_entry_points_like_any_other() -> None:
     infos = {info.name: info for info in manager.plugin_infos()}
     assert infos["policies"].distribution == "probepilot"
     assert infos["policies"].provides == {"policy": ["ga", "random", "rl", "rules"]}
-    assert infos["policies"].hooks == ["probepilot_register_commands", "probepilot_register_policies"]
+    hooks = ["probepilot_register_commands", "probepilot_register_policies"]
+    assert infos["policies"].hooks == hooks
     assert "random" in manager.registry("policy")
 
 
