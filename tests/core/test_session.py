@@ -11,12 +11,18 @@ import pytest
 
 from probepilot import events as ev
 from probepilot.events import Event
-from probepilot.model import Dip, Finding, KeepImaging, Pulse
+from probepilot.model import Dip, Finding, Pulse
 from probepilot.session import ScanLine, Session
 from probepilot.store.journal import read_journal
 from probepilot.store.sxm import read_sxm
 
-from .session_fakes import ScriptedDriver, ScriptedPolicy, make_config, make_session
+from .session_fakes import (
+    ScriptedAnalyzer,
+    ScriptedDriver,
+    ScriptedPolicy,
+    make_config,
+    make_session,
+)
 
 
 def journal(session: Session) -> list[Event]:
@@ -146,8 +152,8 @@ def test_an_analyzer_reported_crash_also_withdraws(tmp_path: Path) -> None:
 
 
 def test_the_range_used_up_means_a_coarse_move(tmp_path: Path) -> None:
-    # 60 nm of range with a 20 nm margin leaves one 20 nm cell.
-    driver = ScriptedDriver(piezo=60e-9)
+    # 40 nm of range with 10 nm margins leaves one 20 nm cell.
+    driver = ScriptedDriver(piezo=40e-9)
     session, _, _ = make_session(
         tmp_path, ["good"], driver=driver, frames=4, frames_per_region=1, coarse_steps=50
     )
@@ -289,25 +295,30 @@ def test_an_unknown_command_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_swapping_the_policy_by_config_changes_the_decisions_only(tmp_path: Path) -> None:
-    """Same seeded simulator and analyzers; only `policy` differs between the two configs."""
+    """Two configs that differ in `policy` alone, on the same seeded simulator: the first frame
+    is the same, the decisions differ."""
     from probepilot.config import validate
 
     outcomes = {}
-    for name in ("random", "scripted_keep"):
-        _, manager = make_config(tmp_path / name)
-        raw = {"policy": "random", "run": {"folder": str(tmp_path / name), "pixels": 32}}
-        raw["drivers"] = {"sim": {"seed": 3, "tip": "double"}}
+    for name in ("random", "rules"):
+        _, manager = make_config(tmp_path)
+        raw = {
+            "policy": name,
+            "drivers": {"sim": {"seed": 3, "tip": "double"}},
+            "run": {"folder": str(tmp_path / name), "pixels": 32},
+        }
         config = validate(raw, manager, source="test", base_dir=tmp_path)
-        policy = config.build(manager, "policy", "random", {"seed": 1})
-        if name == "scripted_keep":
-            policy = ScriptedPolicy([KeepImaging()])
-        session = Session(config, manager, policy=policy, frames=3)
+        # The same scripted verdicts for both, so only the policy can differ.
+        session = Session(config, manager, analyzers=[ScriptedAnalyzer(["double"])], frames=4)
         assert run(session) == "completed"
         events = journal(session)
         outcomes[name] = (
-            [e.data["action"]["kind"] for e in events if e.type == ev.POLICY_DECIDED],
+            [str(e.data["action"]) for e in events if e.type == ev.POLICY_DECIDED],
             read_sxm(session.folder / "frames" / "frame-000001.sxm").topography,
+            {k: v for k, v in config.to_table().items() if k not in ("policy", "policies")},
         )
-    (a_kinds, a_first), (b_kinds, b_first) = outcomes.values()
-    assert np.array_equal(a_first, b_first, equal_nan=True)  # the same first frame
-    assert set(b_kinds) == {"image"} and set(a_kinds) != {"image"}
+    (a_actions, a_first, a_rest), (b_actions, b_first, b_rest) = outcomes.values()
+    assert np.array_equal(a_first, b_first, equal_nan=True)
+    a_rest["run"].pop("folder"), b_rest["run"].pop("folder")
+    assert a_rest == b_rest
+    assert len(a_actions) == len(b_actions) == 4 and a_actions != b_actions
