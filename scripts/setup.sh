@@ -32,7 +32,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$wanted" ]; then
     # several GB of CUDA packages). The example plugin is installed as a user would install a
     # third-party driver, so `probepilot plugins` shows it and the tests exercise it.
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q -c "$ROOT/constraints.txt" \
-        -e "$ROOT[dev,ml,rl,dashboard]" -e "$ROOT/examples/probepilot-noise" >&2
+        -e "$ROOT[dev,ml,rl,dashboard,visa,serial]" -e "$ROOT/examples/probepilot-noise" >&2
     echo "$wanted" > "$STAMP"
 fi
 

@@ -7,6 +7,8 @@ episodes and the operator commands all go through it, so there is one mapping fr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from probepilot.contracts import Driver
 from probepilot.model import (
     Action,
@@ -15,8 +17,10 @@ from probepilot.model import (
     CompensateDrift,
     Dip,
     Frame,
+    GridSpectrum,
     KeepImaging,
     Move,
+    PointSpectrum,
     Pulse,
     Scan,
     SetBias,
@@ -24,16 +28,27 @@ from probepilot.model import (
     Stop,
     Withdraw,
 )
+from probepilot.spectroscopy import measure_grid, measure_point
+
+if TYPE_CHECKING:
+    from probepilot.instruments import Instruments
+    from probepilot.model import Spectrum
+    from probepilot.store.grid import Grid
 
 
-async def perform(driver: Driver, action: Action) -> Frame | None:
-    """Execute ``action`` on ``driver``; a :class:`Scan` returns its frame, the rest None.
+async def perform(
+    driver: Driver, action: Action, instruments: Instruments | None = None
+) -> Frame | Spectrum | Grid | None:
+    """Execute ``action`` on ``driver``; a :class:`Scan` returns its frame, a
+    :class:`PointSpectrum` its spectrum, a :class:`GridSpectrum` its grid, the rest None.
 
     A pulse or dip with a ``position`` first moves the tip there (the conditioning spot the
     region search chose). :class:`KeepImaging` and :class:`Stop` are decisions for the session,
-    not instrument commands, and do nothing here.
+    not instrument commands, and do nothing here. With ``instruments``, a coarse step goes to
+    their coarse positioner when they have one (else to the driver), and lock-in spectra read
+    their lock-in (see :mod:`probepilot.spectroscopy`).
 
-    :raises DriverError: whatever the driver raises; nothing is retried here.
+    :raises DriverError: whatever the driver or an instrument raises; nothing is retried here.
     """
     match action:
         case Pulse(voltage=voltage, width=width, position=position):
@@ -47,7 +62,11 @@ async def perform(driver: Driver, action: Action) -> Frame | None:
         case Move(x=x, y=y):
             await driver.set_tip_position(x, y)
         case CoarseStep(axis=axis, steps=steps):
-            await driver.coarse_move(axis, steps)
+            positioner = instruments.positioner if instruments is not None else None
+            if positioner is not None:
+                await positioner.step(axis, steps)
+            else:
+                await driver.coarse_move(axis, steps)
         case Scan(settings=settings):
             return await driver.scan(settings)
         case CompensateDrift(vx=vx, vy=vy, vz=vz):
@@ -60,6 +79,10 @@ async def perform(driver: Driver, action: Action) -> Frame | None:
             await driver.withdraw()
         case Approach():
             await driver.approach()
+        case PointSpectrum():
+            return await measure_point(driver, action, instruments)
+        case GridSpectrum():
+            return await measure_grid(driver, action, instruments)
         case KeepImaging() | Stop():
             pass
     return None

@@ -32,6 +32,7 @@ from probepilot.errors import ConfigError, PluginError
 from probepilot.options import Doc, Quantity, Range, build, to_table
 from probepilot.plugins import PluginManager, make_plugin_manager
 from probepilot.safety import SafetyLimits
+from probepilot.spectroscopy import SpectroscopyOptions
 
 #: Config section of each plugin kind -> the registry kind.
 SECTIONS: dict[str, str] = {
@@ -39,7 +40,12 @@ SECTIONS: dict[str, str] = {
     "analyzers": "analyzer",
     "policies": "policy",
     "panels": "panel",
+    "instruments": "instrument",
 }
+
+#: Sections that are both a selection (a list of names) and the options of what they select
+#: (a table of tables, in order): ``analyzers = [...]`` or ``[analyzers.NAME]``.
+SELECTING_SECTIONS: dict[str, str] = {"analyzers": "analyzer", "instruments": "instrument"}
 
 DEFAULT_SOURCE = "<defaults>"
 
@@ -118,10 +124,16 @@ class CoreOptions:
     analyzers: Annotated[list[str], Doc("analyzers run on every frame, in this order")] = field(
         default_factory=lambda: ["double_tip", "drift", "tip_changes", "roughness"]
     )
+    instruments: Annotated[
+        list[str], Doc("auxiliary instruments a run uses (lock-in, coarse positioner, preamp)")
+    ] = field(default_factory=list)
     safety: Annotated[SafetyLimits, Doc("limits every action must respect")] = field(
         default_factory=SafetyLimits
     )
     run: Annotated[RunOptions, Doc("run folder and length")] = field(default_factory=RunOptions)
+    spectroscopy: Annotated[SpectroscopyOptions, Doc("spectra and grids after good frames")] = (
+        field(default_factory=SpectroscopyOptions)
+    )
     plugins: Annotated[PluginsOptions, Doc("plugin loading")] = field(
         default_factory=PluginsOptions
     )
@@ -153,8 +165,16 @@ class Config:
         return self.core.analyzers
 
     @property
+    def instruments(self) -> list[str]:
+        return self.core.instruments
+
+    @property
     def safety(self) -> SafetyLimits:
         return self.core.safety
+
+    @property
+    def spectroscopy(self) -> SpectroscopyOptions:
+        return self.core.spectroscopy
 
     @property
     def run(self) -> RunOptions:
@@ -197,13 +217,15 @@ class Config:
         """The effective configuration as a TOML-ready table, with defaults filled in."""
         table = to_table(self.core)
         kind_to_section = {kind: section for section, kind in SECTIONS.items()}
-        if self.core.analyzers:
-            table["analyzers"] = {
-                name: to_table(opts) if (opts := self.options("analyzer", name)) else {}
-                for name in self.core.analyzers
-            }
+        for section, kind in SELECTING_SECTIONS.items():
+            names = getattr(self.core, section)
+            if names:
+                table[section] = {
+                    name: to_table(opts) if (opts := self.options(kind, name)) else {}
+                    for name in names
+                }
         for (kind, name), options in sorted(self.plugin_options.items()):
-            if options is not None and kind != "analyzer":
+            if options is not None and kind not in SELECTING_SECTIONS.values():
                 section = table.setdefault(kind_to_section[kind], {})
                 section[name] = to_table(options)
         return table
@@ -265,20 +287,31 @@ def validate(
 ) -> Config:
     """Validate a parsed TOML table against the core schema and the plugins' schemas."""
     raw = dict(raw)
-    selects_analyzers = "analyzers" in raw  # absent: the default list applies
+    selects = {section: section in raw for section in SELECTING_SECTIONS}  # absent: defaults
     tables: dict[str, Any] = {section: raw.pop(section, {}) for section in SECTIONS}
-    # `analyzers` is both the selection and the options: a list of names, or (TOML cannot have
-    # a key that is a list and a table at once) a table of [analyzers.NAME] tables, in order.
-    analyzers = tables.pop("analyzers")
-    if not selects_analyzers:
-        tables["analyzers"] = {}
-    elif isinstance(analyzers, dict):
-        raw["analyzers"] = list(analyzers)
-        tables["analyzers"] = analyzers
-    else:
-        raw["analyzers"] = analyzers
-        tables["analyzers"] = {}
-    core_keys = {"driver", "policy", "analyzers", "safety", "run", "plugins"}
+    # `analyzers` and `instruments` are both the selection and the options: a list of names,
+    # or (TOML cannot have a key that is a list and a table at once) a table of [analyzers.NAME]
+    # tables, in order.
+    for section in SELECTING_SECTIONS:
+        value = tables.pop(section)
+        if not selects[section]:
+            tables[section] = {}
+        elif isinstance(value, dict):
+            raw[section] = list(value)
+            tables[section] = value
+        else:
+            raw[section] = value
+            tables[section] = {}
+    core_keys = {
+        "driver",
+        "policy",
+        "analyzers",
+        "instruments",
+        "safety",
+        "run",
+        "spectroscopy",
+        "plugins",
+    }
     for key in raw:
         if key not in core_keys:
             raise ConfigError(
@@ -294,6 +327,7 @@ def validate(
         "policy": [("policy", core.policy)],
         "analyzer": [(f"analyzers[{i}]", name) for i, name in enumerate(core.analyzers)],
         "panel": [],
+        "instrument": [(f"instruments[{i}]", name) for i, name in enumerate(core.instruments)],
     }
     for kind, picks in selected.items():
         registry = manager.registry(kind)
@@ -303,6 +337,13 @@ def validate(
     if len(set(core.analyzers)) != len(core.analyzers):
         raise ConfigError(
             "an analyzer is listed twice", source=source, key="analyzers", value=core.analyzers
+        )
+    if len(set(core.instruments)) != len(core.instruments):
+        raise ConfigError(
+            "an instrument is listed twice",
+            source=source,
+            key="instruments",
+            value=core.instruments,
         )
 
     plugin_options: dict[tuple[str, str], Any] = {}

@@ -1,5 +1,6 @@
 """The contracts plugins implement: :class:`Driver`, :class:`Analyzer`, :class:`Policy`,
-:class:`Panel`.
+:class:`Panel`, and the auxiliary instruments (:class:`Instrument`, :class:`LockIn`,
+:class:`Positioner`, :class:`Preamplifier`).
 
 They are :class:`typing.Protocol`\\ s, so a plugin needs no base class; :class:`DriverBase` is
 offered for drivers that support only part of the contract: everything they do not override
@@ -23,6 +24,7 @@ from probepilot.model import (
     Frame,
     InstrumentLimits,
     LineProgress,
+    LockInReading,
     Observation,
     Outcome,
     ScanSettings,
@@ -209,6 +211,29 @@ class Analyzer(Protocol):
 
 
 @runtime_checkable
+class SpectrumAnalyzer(Protocol):
+    """An analyzer that also judges spectra (e.g. the tip from the Shockley surface state).
+
+    An analyzer in the ``analyzers`` list that has ``analyze_spectrum`` sees every point
+    spectrum a run takes, right after the spectrum is persisted; its findings join those of the
+    frame the spectrum was taken after, so the policy sees them. Like ``analyze`` it is
+    synchronous CPU work, run in a thread, and returns a zero-confidence finding instead of
+    raising for a spectrum it cannot judge. Its ``analyze`` (frames) may return ``[]``.
+    """
+
+    name: str
+
+    def analyze(self, frame: Frame, history: Sequence[Frame]) -> list[Finding]:
+        """Findings about a frame (``[]`` when it only judges spectra)."""
+        ...
+
+    def analyze_spectrum(self, spectrum: Spectrum) -> list[Finding]:
+        """Findings about one point spectrum (its ``metadata`` says where it was taken:
+        ``"target"`` is ``"terrace"`` or ``"adsorbate"`` for spectra a run picked)."""
+        ...
+
+
+@runtime_checkable
 class Policy(Protocol):
     """Decides the next action from an observation."""
 
@@ -277,6 +302,113 @@ class Frontend(Protocol):
             an event loop of its own, never making it wait for the screen, and returns its
             outcome once it has ended. Without it the frontend only watches and returns None.
         """
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Auxiliary instruments: lock-in amplifiers, coarse positioners, current preamplifiers.
+
+
+@runtime_checkable
+class Instrument(Protocol):
+    """An auxiliary instrument beside the STM controller (``instruments = [...]`` in config).
+
+    Like a driver it is async, SI throughout, and raises the driver errors of
+    :mod:`probepilot.errors`: :class:`~probepilot.errors.LimitError` for a value outside the
+    instrument's ranges (before anything is sent), :class:`~probepilot.errors.InstrumentError`
+    for an error the instrument reports, :class:`~probepilot.errors.DriverTimeoutError`,
+    :class:`~probepilot.errors.DriverConnectionError`, and
+    :class:`~probepilot.errors.ProtocolError` for a reply that cannot be parsed. What an instrument
+    is for follows from the further protocols it implements (:class:`LockIn`,
+    :class:`Positioner`, :class:`Preamplifier`).
+    """
+
+    name: str
+
+    async def connect(self) -> None:
+        """Open the connection and check that the instrument is the one expected; idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection; idempotent, never raises for a closed instrument."""
+        ...
+
+    async def identify(self) -> str:
+        """The instrument's own identification (``*IDN?``, a version string)."""
+        ...
+
+
+@runtime_checkable
+class LockIn(Instrument, Protocol):
+    """A lock-in amplifier (SR830 class) measuring dI/dV: its sine output modulates the bias, its
+    input is the current preamplifier's output.
+
+    Setters take the value wanted and return the value set: instruments with discrete ranges
+    (sensitivity, time constant) choose the nearest range that is not smaller.
+    """
+
+    async def get_sensitivity(self) -> float:
+        """Full-scale input, V rms (A rms for a current input)."""
+        ...
+
+    async def set_sensitivity(self, full_scale: float) -> float:
+        """Choose the smallest range with full scale >= ``full_scale``; returns it."""
+        ...
+
+    async def get_time_constant(self) -> float:
+        """Output filter time constant, s."""
+        ...
+
+    async def set_time_constant(self, seconds: float) -> float:
+        """Choose the shortest time constant >= ``seconds``; returns it."""
+        ...
+
+    async def get_reference(self) -> tuple[float, float]:
+        """(frequency Hz, sine output amplitude V rms) of the internal reference."""
+        ...
+
+    async def set_reference(self, frequency: float, amplitude: float) -> None:
+        """Internal reference frequency (Hz) and sine amplitude (V rms): the bias modulation."""
+        ...
+
+    async def read(self) -> LockInReading:
+        """X, Y, R and theta taken at the same instant, and whether anything overloaded."""
+        ...
+
+    async def auto_gain(self) -> float:
+        """Let the instrument choose its sensitivity for the present signal; returns it."""
+        ...
+
+
+@runtime_checkable
+class Positioner(Instrument, Protocol):
+    """A coarse positioner controller (stick-slip piezo steppers), used for coarse moves instead
+    of the STM controller's own when a run's instruments include one."""
+
+    def axes(self) -> tuple[str, ...]:
+        """The directions it can step, as in :class:`~probepilot.model.CoarseStep`
+        (``"x+"``, ``"x-"``, ... ``"z-"``)."""
+        ...
+
+    async def step(self, axis: str, steps: int) -> None:
+        """``steps`` steps along ``axis`` (``"x+"`` ...); returns when they are done."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop every axis now."""
+        ...
+
+
+@runtime_checkable
+class Preamplifier(Instrument, Protocol):
+    """A current preamplifier with a remotely set gain (V/A)."""
+
+    async def get_gain(self) -> float:
+        """Transimpedance gain, V/A."""
+        ...
+
+    async def set_gain(self, gain: float) -> float:
+        """Choose the gain range closest to ``gain`` (V/A); returns it."""
         ...
 
 

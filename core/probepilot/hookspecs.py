@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         Driver,
         FileFormat,
         Frontend,
+        Instrument,
         Panel,
         Policy,
         RunInfo,
@@ -122,6 +123,23 @@ def probepilot_register_formats(registry: Registry[FileFormat]) -> None:
     :return: nothing.
 
     Called for every plugin, on the main thread, once per plugin manager.
+    """
+
+
+@hookspec
+def probepilot_register_instruments(registry: Registry[Instrument]) -> None:
+    """Register auxiliary instruments: lock-in amplifiers, coarse positioners, preamplifiers.
+
+    :param registry: call ``registry.register(name, factory, options=Schema)``; the factory
+        receives the validated ``[instruments.<name>]`` table and returns an
+        :class:`probepilot.contracts.Instrument` that also implements
+        :class:`~probepilot.contracts.LockIn`, :class:`~probepilot.contracts.Positioner` or
+        :class:`~probepilot.contracts.Preamplifier`. Config selects instruments by name in
+        ``instruments = [...]``; a run connects them after the driver and closes them at its end.
+    :return: nothing.
+
+    Called for every plugin, on the main thread, once per plugin manager. The factory must not
+    open the connection (``connect`` does), so listing plugins never touches an instrument.
     """
 
 

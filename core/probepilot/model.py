@@ -210,6 +210,20 @@ class SpectrumRequest:
     channels: tuple[str, ...] = ("Current",)
 
 
+@dataclass(frozen=True, slots=True)
+class LockInReading:
+    """One reading of a lock-in amplifier's outputs: in-phase ``x`` and quadrature ``y`` (V rms
+    at the input, or A rms for a current input), magnitude ``r`` and phase ``theta`` (rad).
+    ``overload`` is True when the instrument flagged an input, filter or output overload while
+    taking it (the values are then not to be trusted)."""
+
+    x: float
+    y: float
+    r: float
+    theta: float
+    overload: bool = False
+
+
 # --------------------------------------------------------------------------------------------
 # Actions: what a policy or an operator asks for. SI units throughout.
 
@@ -316,6 +330,42 @@ class Stop:
     kind: Literal["stop"] = "stop"
 
 
+#: Where a spectrum's dI/dV comes from: the controller's own channel (its internal lock-in, or an
+#: external lock-in wired to one of its inputs), an external lock-in amplifier read point by
+#: point while the bias is stepped, the numerical derivative of I(V), or nowhere (I(V) only).
+DidvSource: TypeAlias = Literal["driver", "lockin", "numerical", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class PointSpectrum:
+    """Bias spectroscopy at ``position`` (x, y) in metres, or where the tip is (None).
+
+    The tip moves there with the feedback on, then ``request`` is swept with the feedback off
+    (the bias returns to the imaging bias afterwards). ``didv`` says where dI/dV comes from (see
+    :data:`DidvSource`); ``target`` says why this point was chosen (``"terrace"``,
+    ``"adsorbate"``, or ``""``) and goes into the spectrum's metadata.
+    """
+
+    request: SpectrumRequest
+    position: tuple[float, float] | None = None
+    didv: DidvSource = "driver"
+    target: str = ""
+    kind: Literal["spectrum"] = "spectrum"
+
+
+@dataclass(frozen=True, slots=True)
+class GridSpectrum:
+    """A spectrum at every point of ``area``: ``area.pixels`` points per row, ``area.lines``
+    rows, placed as Nanonis places grid points (see
+    :meth:`probepilot.store.Grid.nominal_positions`), rows measured from the low-y edge up.
+    ``request`` and ``didv`` as for :class:`PointSpectrum`."""
+
+    area: ScanArea
+    request: SpectrumRequest
+    didv: DidvSource = "driver"
+    kind: Literal["grid"] = "grid"
+
+
 Action: TypeAlias = (
     Pulse
     | Dip
@@ -329,7 +379,12 @@ Action: TypeAlias = (
     | Withdraw
     | Approach
     | Stop
+    | PointSpectrum
+    | GridSpectrum
 )
+
+#: Actions that take spectra; the session persists what they return.
+SPECTROSCOPY_ACTIONS: tuple[type, ...] = (PointSpectrum, GridSpectrum)
 
 #: Actions that change the tip apex; the safety envelope limits how often they happen.
 CONDITIONING_ACTIONS: tuple[type, ...] = (Pulse, Dip)

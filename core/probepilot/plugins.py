@@ -45,6 +45,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "probepilot_register_panels": "panel",
     "probepilot_register_formats": "format",
     "probepilot_register_frontends": "frontend",
+    "probepilot_register_instruments": "instrument",
 }
 
 

@@ -36,6 +36,11 @@ Decisions a microscopist may want to know about:
   tip should only come closer through the controller's auto-approach (:class:`Approach`).
 * A dip is checked against the z range only when the tip position is known; otherwise only
   ``max_dip_depth`` applies. The piezo range is taken as centred on zero on every axis.
+* Spectra (``PointSpectrum``, ``GridSpectrum``) sweep the bias with the feedback off: both ends
+  of the sweep must lie inside ``bias_range`` and the instrument's bias range (the sweep may
+  cross 0 V: ``min_bias_magnitude`` is about the feedback, which is off), the spectrum's point
+  and the whole grid inside the piezo range, with at most ``HARD_MAX_SPECTRUM_POINTS`` points,
+  ``HARD_MAX_GRID_SIDE`` grid points per side and ``HARD_MAX_SPECTRUM_TIME`` per point.
 * Only the exact action classes of :mod:`probepilot.model` pass; anything else (a subclass, a
   dict, a string) is rejected, as is every action when the instrument's own limits are
   unusable (NaN, non-positive range). ``Withdraw``, ``Approach`` and ``Stop`` always pass.
@@ -52,7 +57,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from probepilot.errors import SafetyError
 from probepilot.model import (
@@ -61,15 +66,19 @@ from probepilot.model import (
     Approach,
     CoarseStep,
     CompensateDrift,
+    DidvSource,
     Dip,
+    GridSpectrum,
     InstrumentLimits,
     Move,
+    PointSpectrum,
     Pulse,
     Scan,
     ScanArea,
     ScanSettings,
     SetBias,
     SetSetpoint,
+    SpectrumRequest,
     Stop,
     TipPosition,
     Withdraw,
@@ -85,11 +94,14 @@ __all__ = [
     "HARD_MAX_CONDITIONING_PER_MINUTE",
     "HARD_MAX_DIP_DEPTH",
     "HARD_MAX_DRIFT_COMPENSATION",
+    "HARD_MAX_GRID_SIDE",
     "HARD_MAX_PULSE",
     "HARD_MAX_PULSE_WIDTH",
     "HARD_MAX_SCAN_PIXELS",
     "HARD_MAX_SCAN_SPEED",
     "HARD_MAX_SETPOINT",
+    "HARD_MAX_SPECTRUM_POINTS",
+    "HARD_MAX_SPECTRUM_TIME",
     "HARD_MIN_SETPOINT",
     "HARD_MIN_Z_MARGIN",
     "EnvelopeState",
@@ -134,6 +146,14 @@ HARD_MAX_DRIFT_COMPENSATION = 100e-9
 HARD_MIN_Z_MARGIN = 1e-9
 #: Most pixels per line, and most lines per frame.
 HARD_MAX_SCAN_PIXELS = 8192
+
+#: Most points of one bias sweep (what Nanonis and the simulator accept).
+HARD_MAX_SPECTRUM_POINTS = 100_000
+#: Most points per side of a spectroscopy grid.
+HARD_MAX_GRID_SIDE = 256
+#: Longest settle time, and longest integration time, per sweep point (s): the feedback is off
+#: during a sweep, and drift moves the tip meanwhile.
+HARD_MAX_SPECTRUM_TIME = 1.0
 
 #: The sliding window (s) over which ``max_conditioning_per_minute`` is counted.
 CONDITIONING_WINDOW = 60.0
@@ -1066,6 +1086,139 @@ class SafetyEnvelope:
             return None
         return dataclasses.replace(action, current=to)
 
+    # -- spectroscopy ------------------------------------------------------------------------
+
+    def _sweep(self, f: _Findings, request: object, state: EnvelopeState) -> SpectrumRequest | None:
+        """A bias sweep: both ends in the configured and the instrument's bias range, a sane
+        number of points and per-point times."""
+        if type(request) is not SpectrumRequest:
+            f.reject(f"the sweep must be a SpectrumRequest, got {request!r}")
+            return None
+        lim = self._limits
+        start = _real(f, "sweep start", request.start)
+        stop = _real(f, "sweep end", request.stop)
+        points = _integer(f, "sweep points", request.points)
+        times = {
+            name: _real(f, f"sweep {name}", getattr(request, name))
+            for name in ("settle_time", "integration_time")
+        }
+        channels: object = request.channels
+        if not isinstance(channels, tuple) or not all(isinstance(c, str) for c in channels):
+            f.reject(f"sweep channels must be a tuple of names, got {channels!r}")
+        if points is not None:
+            if points < 2:
+                f.reject(f"sweep points {points} must be at least 2")
+                points = None
+            elif points > HARD_MAX_SPECTRUM_POINTS:
+                f.fix(
+                    f"sweep points {points} exceed the limit of {HARD_MAX_SPECTRUM_POINTS}",
+                    str(HARD_MAX_SPECTRUM_POINTS),
+                )
+                points = HARD_MAX_SPECTRUM_POINTS
+        for name, value in times.items():
+            if value is None:
+                continue
+            if value < 0:
+                f.reject(f"sweep {name} {_q(value, 's')} must not be negative")
+                times[name] = None
+            elif value > HARD_MAX_SPECTRUM_TIME:
+                v, m = _qq(value, HARD_MAX_SPECTRUM_TIME, "s")
+                f.fix(f"sweep {name} {v} exceeds the limit of {m}", _q(HARD_MAX_SPECTRUM_TIME, "s"))
+                times[name] = HARD_MAX_SPECTRUM_TIME
+        clo, chi = lim.bias_range
+        blo, bhi = state.limits.bias_range
+        ends: list[float | None] = []
+        for what, value in (("sweep start", start), ("sweep end", stop)):
+            if value is None:
+                ends.append(None)
+                continue
+            problems = []
+            if not clo <= value <= chi:
+                problems.append(
+                    f"{what} {_q(value, 'V')} is outside bias_range {_span(clo, chi, 'V')}"
+                )
+            if not blo <= value <= bhi:
+                problems.append(
+                    f"{what} {_q(value, 'V')} is outside the instrument bias range "
+                    f"{_span(blo, bhi, 'V')}"
+                )
+            ends.append(self._settle(f, problems, value, max(clo, blo), min(chi, bhi), "V", what))
+        start, stop = ends
+        if start is not None and stop is not None and start == stop:
+            f.reject(f"the sweep starts and ends at {_q(start, 'V')}: nothing to sweep")
+            return None
+        settle, integration = times["settle_time"], times["integration_time"]
+        if start is None or stop is None or points is None or settle is None:
+            return None
+        if integration is None:
+            return None
+        return dataclasses.replace(
+            request,
+            start=start,
+            stop=stop,
+            points=points,
+            settle_time=settle,
+            integration_time=integration,
+        )
+
+    @staticmethod
+    def _didv(f: _Findings, didv: object) -> None:
+        if didv not in get_args(DidvSource):
+            f.reject(f"dI/dV source {didv!r} is not one of {', '.join(get_args(DidvSource))}")
+
+    def _spectrum(
+        self, f: _Findings, action: PointSpectrum, state: EnvelopeState
+    ) -> PointSpectrum | None:
+        request = self._sweep(f, action.request, state)
+        position = None
+        if action.position is not None:
+            position = self._position(f, "spectrum position", action.position, state)
+        self._didv(f, action.didv)
+        target: object = action.target
+        if not isinstance(target, str):
+            f.reject(f"spectrum target must be a string, got {target!r}")
+        if request is None or (action.position is not None and position is None):
+            return None
+        return dataclasses.replace(action, request=request, position=position)
+
+    def _grid(
+        self, f: _Findings, action: GridSpectrum, state: EnvelopeState
+    ) -> GridSpectrum | None:
+        request = self._sweep(f, action.request, state)
+        self._didv(f, action.didv)
+        area: object = action.area
+        if type(area) is not ScanArea:
+            f.reject(f"grid area must be ScanArea, got {area!r}")
+            return None
+        centre = _xy(f, "grid centre", area.centre)
+        size = _xy(f, "grid size", area.size)
+        angle = _real(f, "grid angle", area.angle)
+        counts = []
+        for what, value in (("points per row", area.pixels), ("rows", area.lines)):
+            n = _integer(f, f"grid {what}", value)
+            if n is not None and n < 1:
+                f.reject(f"grid {what} {n} must be at least 1")
+                n = None
+            elif n is not None and n > HARD_MAX_GRID_SIDE:
+                f.fix(
+                    f"grid {what} {n} exceed the limit of {HARD_MAX_GRID_SIDE}",
+                    str(HARD_MAX_GRID_SIDE),
+                )
+                n = HARD_MAX_GRID_SIDE
+            counts.append(n)
+        if size is not None and not (size[0] > 0 and size[1] > 0):
+            f.reject(f"grid size {_q(size[0], 'm')} x {_q(size[1], 'm')} must be positive")
+            size = None
+        pixels, lines = counts
+        if centre is None or size is None or angle is None or pixels is None or lines is None:
+            return None
+        px, py, _ = state.limits.piezo_range
+        centre, size = self._fit_area(f, centre, size, angle, px / 2, py / 2)
+        if request is None:
+            return None
+        new_area = dataclasses.replace(area, centre=centre, size=size, pixels=pixels, lines=lines)
+        return dataclasses.replace(action, area=new_area, request=request)
+
 
 def _deepest(z: float, floor: float) -> float:
     """The largest depth d with ``z - d >= floor`` in floating point (<= 0 when none)."""
@@ -1103,4 +1256,6 @@ _RULES: dict[type, _Rule] = {
     CompensateDrift: SafetyEnvelope._drift,
     SetBias: SafetyEnvelope._bias,
     SetSetpoint: SafetyEnvelope._setpoint,
+    PointSpectrum: SafetyEnvelope._spectrum,
+    GridSpectrum: SafetyEnvelope._grid,
 }

@@ -11,17 +11,25 @@ that is journaled first and then published (``probepilot_event`` hook, in-proces
 such as the dashboard); every action, from the policy or from an operator, passes the safety
 envelope and then :func:`probepilot.actions.perform`.
 
-States: ``approach``, ``choose_region``, ``image``, ``condition``, ``move_coarse``, ``recover``,
-``paused``, ``stopped``. Operator commands (:meth:`Session.command`, or :meth:`Session.post`
-from another thread): ``pause``, ``resume``, ``stop`` (``mode="finish"`` lets the frame finish,
-``"abort"`` cancels it and keeps the lines scanned), ``withdraw`` (now, cancelling a scan),
-``switch_policy`` (``name``), ``set_bias`` (``voltage``, V), ``set_setpoint`` (``current``, A).
+States: ``approach``, ``choose_region``, ``image``, ``spectroscopy``, ``condition``,
+``move_coarse``, ``recover``, ``paused``, ``stopped``. Operator commands
+(:meth:`Session.command`, or :meth:`Session.post` from another thread): ``pause``, ``resume``,
+``stop`` (``mode="finish"`` lets the frame finish, ``"abort"`` cancels it and keeps the lines
+scanned), ``withdraw`` (now, cancelling a scan), ``switch_policy`` (``name``), ``set_bias``
+(``voltage``, V), ``set_setpoint`` (``current``, A).
 
 Faults: a driver error is journaled, the run enters ``recover``, waits with exponential backoff,
 reconnects and retries the same step (the same region is scanned again), up to
 ``[run] retries`` times in a row; then the run fails. A tip crash (reported by the driver as
 :class:`~probepilot.errors.TipCrashError`, or a ``crash`` finding) withdraws the tip first, then
 approaches again and lets the policy condition the (now blunt) tip.
+
+Spectroscopy (``[spectroscopy]``, :mod:`probepilot.spectroscopy`): after a frame the image calls
+good, the session takes the point spectra and grids the :class:`~probepilot.spectroscopy.
+Spectroscopist` plans (each through the safety envelope), persists them, and adds the spectrum
+analyzers' findings (and their second opinion on the tip) to the frame's before the policy
+decides. The run's auxiliary instruments (``instruments``) are connected after the driver and
+closed at the end; a coarse positioner among them makes the coarse moves.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from probepilot.errors import (
     TipCrashError,
 )
 from probepilot.events import Event
+from probepilot.instruments import Instruments
 from probepilot.model import (
     CONDITIONING_ACTIONS,
     Action,
@@ -74,6 +83,7 @@ from probepilot.model import (
     ScanSettings,
     SetBias,
     SetSetpoint,
+    Spectrum,
     Stop,
     TipState,
     Withdraw,
@@ -82,6 +92,8 @@ from probepilot.observe import HISTORY, ObservationTracker, run_analyzers
 from probepilot.plugins import PluginManager
 from probepilot.regions import Cell, RegionMap, conditioning_spot, damage_radius
 from probepilot.safety import EnvelopeState, SafetyEnvelope
+from probepilot.spectroscopy import Spectroscopist
+from probepilot.store.grid import Grid
 from probepilot.store.runfolder import RunFolder
 
 _log = logging.getLogger(__name__)
@@ -91,6 +103,7 @@ STATES = (
     "approach",
     "choose_region",
     "image",
+    "spectroscopy",
     "condition",
     "move_coarse",
     "recover",
@@ -175,6 +188,7 @@ class Session:
     :param frames: stop after this many frames (default ``[run] frames``).
     :param duration: stop after this much instrument time, s (default ``[run] duration``).
     :param root: where the run folder goes (default ``config.run_folder()``).
+    :param instruments: use these instead of building ``config.instruments``.
     """
 
     def __init__(
@@ -188,6 +202,7 @@ class Session:
         frames: int | None = None,
         duration: float | None = None,
         root: Path | None = None,
+        instruments: Instruments | None = None,
     ) -> None:
         self.config = config
         self.manager = manager
@@ -200,6 +215,10 @@ class Session:
             if analyzers is not None
             else [config.build(manager, "analyzer", name) for name in config.analyzers]
         )
+        self.instruments = (
+            instruments if instruments is not None else Instruments.build(config, manager)
+        )
+        self.spectroscopy = Spectroscopist(config.spectroscopy, self.instruments)
         self.max_frames = frames if frames is not None else self.options.frames
         self.max_duration = duration if duration is not None else self.options.duration
         self.root = root or config.run_folder()
@@ -388,6 +407,7 @@ class Session:
         try:
             await self._with_retries("connect", self.driver.connect)
             connected = True
+            await self.instruments.connect()
             self._limits = await self._with_retries("limits", self.driver.limits)
             self._regions = RegionMap(self._limits.piezo_range[:2], self.options.frame_size)
             self.manager.hook.probepilot_session_start(session=self)
@@ -403,6 +423,7 @@ class Session:
             outcome = f"failed: {exc}"
         finally:
             self._enter("stopped")
+            await self.instruments.close()
             if connected:
                 with contextlib.suppress(ProbepilotError, OSError):
                     await asyncio.wait_for(self.driver.close(), 10.0)
@@ -490,11 +511,11 @@ class Session:
         settings = ScanSettings(area, self.options.line_time)
         verdict = await self._check(Scan(settings))
         if verdict is None:
-            # The area or speed is outside the envelope: mark it and pick another.
-            assert self._regions is not None
-            self._regions.mark(area, Cell.ROUGH)
-            self._area = None
-            return None
+            # The region search keeps areas inside the range, so what the envelope refuses is
+            # the [run] frame settings themselves (speed, size): every frame would be refused.
+            # Going on would only make coarse moves forever; stop and say which limit.
+            last = self.envelope.rejections[-1].verdict.reasons if self.envelope.rejections else ()
+            raise SafetyError("the frames the [run] settings ask for", tuple(last))
         index = self.stats.frames + 1
         partial = _PartialFrame(settings)
 
@@ -543,6 +564,7 @@ class Session:
         findings = await asyncio.to_thread(
             run_analyzers, self.analyzers, frame, tuple(self.history)
         )
+        findings = [*findings, *await self._spectra(frame, findings)]
         self.history.append(frame)
         self._regions.note_findings(area, findings)
         was_bad = self.tracker.actions_since_good
@@ -566,6 +588,35 @@ class Session:
             return
         await self._compensate_drift(findings)
         await self._decide(observation, area, findings)
+
+    async def _spectra(self, frame: Frame, findings: Sequence[Finding]) -> list[Finding]:
+        """Take the spectra and grids planned after ``frame`` (none unless it looks good),
+        persist each, and return the spectrum analyzers' findings plus their second opinion."""
+        actions = self.spectroscopy.plan(frame, findings, self.driver.capabilities())
+        if not actions:
+            return []
+        assert self._run is not None
+        previous = self.state
+        self._enter("spectroscopy")
+        await self._with_retries("lock-in setup", self.spectroscopy.prepare)
+        extra: list[Finding] = []
+        for action in actions:
+            if self._stop is not None:
+                break
+            verdict = await self._check(action)
+            if verdict is None:
+                continue
+            result = await self._act(verdict, source="session")
+            if isinstance(result, Spectrum):
+                event = await asyncio.to_thread(self._run.add_spectrum, result)
+                self._notify(event)
+                extra += await asyncio.to_thread(
+                    self.spectroscopy.analyze, result, event.data["file"], self.analyzers
+                )
+            elif isinstance(result, Grid):
+                self._notify(await asyncio.to_thread(self._run.add_grid, result))
+        self._enter(previous)
+        return [*extra, *self.spectroscopy.second_opinion(extra)]
 
     def _feedback(self, observation: Observation) -> None:
         if self._pending is None:
@@ -638,24 +689,28 @@ class Session:
             return None
         return verdict.action
 
-    async def _act(self, action: Action, *, source: str) -> None:
+    async def _act(self, action: Action, *, source: str) -> Frame | Spectrum | Grid | None:
+        """Carry out an accepted action; what it measured (a spectrum, a grid), if anything."""
         started = time.monotonic()
         try:
-            await self._with_retries(action.kind, lambda: perform(self.driver, action))
+            result = await self._with_retries(
+                action.kind, lambda: perform(self.driver, action, self.instruments)
+            )
         except TipCrashError as exc:
             await self._crashed(str(exc))
-            return
+            return None
         except (LimitError, NotSupportedError) as exc:
             self.emit(
                 ev.DRIVER_ERROR,
                 {"error": type(exc).__name__, "message": str(exc), "operation": action.kind},
             )
-            return
+            return None
         self.stats.actions[action.kind] += 1
         self.emit(
             ev.ACTION_EXECUTED,
             {"action": action, "source": source, "duration": time.monotonic() - started},
         )
+        return result
 
     async def _crashed(self, why: str) -> None:
         self.stats.crashes += 1

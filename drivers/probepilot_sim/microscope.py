@@ -544,6 +544,16 @@ class Microscope:
 
     # ------------------------------------------------------------------ spectroscopy
 
+    def _local_dos(self) -> spectroscopy.DOS:
+        """The sample's DOS under the apex now: the surface's, changed on an adsorbate."""
+        features = self.surface.features
+        if features is None:
+            return self.surface.dos
+        d = self.drift.peek(self.clock)
+        wx, wy = self.x + self.offset[0] - d[0], self.y + self.offset[1] - d[1]
+        near = features.blobs_in(wx - 2e-9, wx + 2e-9, wy - 2e-9, wy + 2e-9)
+        return spectroscopy.local_dos(self.surface.dos, spectroscopy.adsorbate_weight(near, wx, wy))
+
     def spectrum(self, request: SpectrumRequest) -> dict[str, FloatArray]:
         """Channels of a bias sweep at the tip position (feedback off during the sweep)."""
         lim = self.options.bias_limit
@@ -575,7 +585,7 @@ class Microscope:
             height = self.tip_z() - (self._target_z() - self.gap())
             curve = spectroscopy.current_curve(
                 np.concatenate([sweep, [self.bias]]),
-                sample=self.surface.dos,
+                sample=self._local_dos(),
                 tip=self.apex.dos,
                 tip_smear=self.apex.smear,
                 gap=height,

@@ -11,6 +11,11 @@ setpoint, as on a real instrument. A densities of states is a background plus sm
 Gaussian peaks. A bad tip changes the spectrum in two ways: its own broadening (``smear``, eV)
 convolves the sample DOS (so a blunt or contaminated tip washes out the Shockley surface-state
 step of Au(111)/Cu(111)), and its own DOS peaks (an adsorbate picked up) multiply in.
+
+Spectra are site-specific: on an adsorbate (:func:`adsorbate_weight`, :func:`local_dos`) the
+surface state is scattered away (its step shrinks by the overlap with the adsorbate) and the
+adsorbate's own resonance appears above the Fermi level, so spectra on adsorbates and on clean
+terrace differ as they do on a real surface.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from scipy.special import erf
 
 from probepilot.model import FloatArray
+from probepilot_sim.features import Blobs
 
 HBAR_KAPPA = 0.5123e10  # sqrt(2 m_e * 1 eV) / hbar in 1/m: kappa = HBAR_KAPPA * sqrt(phi/eV)
 
@@ -79,6 +85,42 @@ def si111_7x7() -> DOS:
 def graphite() -> DOS:
     """HOPG: semimetal, DOS linear in |E| around the Fermi level."""
     return DOS(background=0.05, slope=2.0)
+
+
+#: An adsorbate's own resonance (energy eV, width eV, height): an unoccupied state above E_F.
+ADSORBATE_RESONANCE = (0.35, 0.12, 1.5)
+#: How far beyond its own width (m) an adsorbate changes the local density of states.
+ADSORBATE_REACH = 0.3e-9
+
+
+def adsorbate_weight(blobs: Blobs, x: float, y: float) -> float:
+    """How much the junction at world position (x, y) (m) sits on an adsorbate: 0 on clean
+    terrace, 1 on top of one; the largest Gaussian overlap with a protruding blob, of width its
+    own plus :data:`ADSORBATE_REACH`."""
+    if not len(blobs):
+        return 0.0
+    up = blobs.height > 0
+    if not up.any():
+        return 0.0
+    r2 = (blobs.x[up] - x) ** 2 + (blobs.y[up] - y) ** 2
+    s = blobs.sigma[up] + ADSORBATE_REACH
+    return float(np.max(np.exp(-r2 / (2.0 * s * s))))
+
+
+def local_dos(dos: DOS, weight: float) -> DOS:
+    """The sample's DOS under the tip when a fraction ``weight`` of the junction is on an
+    adsorbate: surface-state steps scaled by ``1 - weight``, the adsorbate's resonance added
+    with ``weight``."""
+    if weight <= 1e-3:
+        return dos
+    weight = min(weight, 1.0)
+    energy, width, height = ADSORBATE_RESONANCE
+    return DOS(
+        background=dos.background,
+        steps=tuple((e0, h * (1.0 - weight), w) for e0, h, w in dos.steps),
+        peaks=(*dos.peaks, (energy, width, height * weight)),
+        slope=dos.slope,
+    )
 
 
 def current_curve(

@@ -7,7 +7,7 @@ fast; the analyzers themselves are imported when one is built.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from probepilot.options import Doc, Quantity, Range
 
@@ -108,4 +108,71 @@ class RoughnessOptions:
     min_clean_fraction: Annotated[
         float, Range(0, 1), Doc("smallest clean fraction of a frame fit for imaging")
     ] = 0.25
+    channel: Annotated[str, _CHANNEL_DOC] = "Z"
+
+
+@dataclass(frozen=True)
+class TipStateOptions:
+    """Options of the tip-state classifier (``tip_state``)."""
+
+    weights: Annotated[
+        str | None,
+        Doc(
+            "weights file (.npz) written by `probepilot train classifier`; "
+            "none: the weights shipped with probepilot"
+        ),
+    ] = None
+    channel: Annotated[str, _CHANNEL_DOC] = "Z"
+
+
+@dataclass(frozen=True)
+class SurfaceStateOptions:
+    """Options of the spectrum-based tip check (``surface_state``)."""
+
+    surface: Annotated[
+        Literal["au111", "cu111", "ag111"],
+        Doc("the metal whose Shockley surface state is looked for (sets the expected onset)"),
+    ] = "au111"
+    onset: Annotated[
+        float | None,
+        Quantity("V"),
+        Range(-3, 3),
+        Doc("expected onset instead of the surface's (calibrate on your sample and tip)"),
+    ] = None
+    window: Annotated[
+        float, Quantity("V"), Range(0.05, 2), Doc("how far around the onset dI/dV is fitted")
+    ] = 0.3
+    tolerance: Annotated[
+        float, Quantity("V"), Range(0, 1), Doc("how far from expected the onset may lie")
+    ] = 0.06
+    max_width: Annotated[
+        float,
+        Quantity("V"),
+        Range(0.005, 2),
+        Doc("widest 10-90 % rise of the step that still counts as sharp (a good tip)"),
+    ] = 0.12
+    min_step: Annotated[
+        float,
+        Range(0, 10),
+        Doc("smallest rise of dI/dV across the onset, relative to its median near the onset"),
+    ] = 0.2
+
+
+@dataclass(frozen=True)
+class AdsorbateOptions:
+    """Options of the adsorbate finder (``adsorbates``)."""
+
+    feature_size: Annotated[
+        float,
+        Quantity("m"),
+        Range(0.05e-9, 10e-9),
+        Doc("Gaussian width of the adsorbates looked for (single atoms, small molecules)"),
+    ] = 0.35e-9
+    min_height: Annotated[
+        float,
+        Quantity("m"),
+        Range(1e-12, 1e-8),
+        Doc("smallest apparent height above the surrounding terrace that counts"),
+    ] = 40e-12
+    max_count: Annotated[int, Range(1, 1000), Doc("most adsorbates reported per frame")] = 20
     channel: Annotated[str, _CHANNEL_DOC] = "Z"

@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from probepilot import hookimpl
 from probepilot_analyzers.options import (
+    AdsorbateOptions,
     DoubleTipOptions,
     DriftOptions,
     RoughnessOptions,
+    SurfaceStateOptions,
     TipChangeOptions,
+    TipStateOptions,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +49,24 @@ def make_roughness(options: RoughnessOptions | None) -> Analyzer:
     return RoughnessAnalyzer(options)
 
 
+def make_adsorbates(options: AdsorbateOptions | None) -> Analyzer:
+    from probepilot_analyzers.adsorbates import AdsorbateAnalyzer
+
+    return AdsorbateAnalyzer(options)
+
+
+def make_surface_state(options: SurfaceStateOptions | None) -> Analyzer:
+    from probepilot_analyzers.surface_state import SurfaceStateAnalyzer
+
+    return SurfaceStateAnalyzer(options)
+
+
+def make_tip_state(options: TipStateOptions | None) -> Analyzer:
+    from probepilot_analyzers.tip_state import TipStateAnalyzer
+
+    return TipStateAnalyzer(options)
+
+
 @hookimpl
 def probepilot_register_analyzers(registry: Registry[Analyzer]) -> None:
     registry.register(
@@ -72,6 +93,24 @@ def probepilot_register_analyzers(registry: Registry[Analyzer]) -> None:
         options=RoughnessOptions,
         description="roughness, clean fraction and the largest clean square for conditioning",
     )
+    registry.register(
+        "tip_state",
+        make_tip_state,
+        options=TipStateOptions,
+        description="tip-state CNN: good, double, blunt or unstable, with each probability",
+    )
+    registry.register(
+        "adsorbates",
+        make_adsorbates,
+        options=AdsorbateOptions,
+        description="adsorbates' positions and heights: spots for site-specific spectroscopy",
+    )
+    registry.register(
+        "surface_state",
+        make_surface_state,
+        options=SurfaceStateOptions,
+        description="tip check from spectra: the Shockley surface-state step on clean terrace",
+    )
 
 
 @hookimpl
@@ -80,3 +119,7 @@ def probepilot_register_commands(cli: Any) -> None:
 
     cli.add_command(analyze)
     cli.add_command(replay)
+    # `probepilot train classifier`: torch is imported only when it runs.
+    from probepilot_analyzers.classifier_cli import classifier_command
+
+    cli.commands["train"].add_command(classifier_command)

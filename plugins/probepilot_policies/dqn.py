@@ -215,7 +215,9 @@ class DoubleDqn:
                 t["terminal"],
                 s.gamma,
             )
-        loss = torch.nn.functional.smooth_l1_loss(q, target)
+        # Squared error, not Huber: a success (+10) is rare and Huber's linear tails would fit
+        # the median target (a failure) instead of the mean, and every Q-value would ignore it.
+        loss = torch.nn.functional.mse_loss(q, target)
         self.optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.online.parameters(), s.grad_clip)

@@ -113,6 +113,7 @@ class GaPolicy:
     def decide(self, observation: Observation) -> Action:
         state = observation.tip_state
         if state in (TipState.GOOD, TipState.UNKNOWN):
+            self._state, self._streak = None, 0
             return KeepImaging()
         if state != self._state:
             self._state, self._streak = state, 0

@@ -39,8 +39,8 @@ class GaTraining:
 
     seed: int = 0
     generations: int = 20
-    population: int = 12
-    episodes: int = 16
+    population: int = 10
+    episodes: int = 20
     """Episodes per individual and generation (common to the whole generation)."""
     validation: int = 100
     """Episodes on which the final candidates are compared."""

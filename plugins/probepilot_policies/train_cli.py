@@ -35,14 +35,38 @@ _config_option = click.option(
 )
 
 
+_max_actions_option = click.option(
+    "--max-actions",
+    type=click.IntRange(1),
+    default=50,
+    show_default=True,
+    help="Conditioning actions after which an episode gives up.",
+)
+_pixels_option = click.option(
+    "--pixels",
+    type=click.IntRange(8, 1024),
+    default=64,
+    show_default=True,
+    help="Pixels per line of the episodes' frames.",
+)
+
+
 @click.command("ga")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of everything.")
-@click.option("--generations", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--population", type=click.IntRange(2), default=12, show_default=True)
+@click.option(
+    "--generations", type=click.IntRange(1), default=20, show_default=True, help="Generations."
+)
+@click.option(
+    "--population",
+    type=click.IntRange(2),
+    default=10,
+    show_default=True,
+    help="Recipes per generation.",
+)
 @click.option(
     "--episodes",
     type=click.IntRange(1),
-    default=16,
+    default=20,
     show_default=True,
     help="Episodes per recipe and generation.",
 )
@@ -53,8 +77,8 @@ _config_option = click.option(
     show_default=True,
     help="Episodes on which the best few recipes are compared at the end.",
 )
-@click.option("--max-actions", type=click.IntRange(1), default=50, show_default=True)
-@click.option("--pixels", type=click.IntRange(8, 1024), default=64, show_default=True)
+@_max_actions_option
+@_pixels_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -128,8 +152,8 @@ def ga_command(
     show_default=True,
     help="Add a small CNN on the 32 x 32 frame to the features' MLP.",
 )
-@click.option("--max-actions", type=click.IntRange(1), default=50, show_default=True)
-@click.option("--pixels", type=click.IntRange(8, 1024), default=64, show_default=True)
+@_max_actions_option
+@_pixels_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -112,8 +112,10 @@ def write_configs(tmp_path: Path, host_port: int, *, time_scale: float) -> Path:
         f"[drivers.sim]\nseed = 4\ntip = 'good'\ntime_scale = {time_scale}\n", encoding="utf-8"
     )
     run = tmp_path / "run.toml"
+    # No analyzers: this tests the transport and the session's recovery, not the analysis.
     run.write_text(
         'driver = "remote"\n'
+        "analyzers = []\n"
         "[drivers.remote]\n"
         f'address = "tcp://127.0.0.1:{host_port}"\n'
         'timeout = "2 s"\n'
@@ -203,3 +205,19 @@ def test_the_run_recovers_when_the_driver_host_is_killed_and_restarted(tmp_path:
     assert summary["frames"]["count"] == frames
     assert summary["driver_errors"] >= 1  # it noticed, backed off, reconnected, carried on
     assert any("driver error" in line for line in run.err)
+
+
+def test_command_line_errors_are_one_line(
+    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
+    nothing = run_cli("watch", "tcp://127.0.0.1:9", "--headless", "--timeout", "0.3 s")
+    assert nothing.returncode == 1
+    assert nothing.stderr.startswith("error: no run answers at tcp://127.0.0.1:9 within 0.3 s")
+    bad = run_cli("serve", "--driver", "sim", "--bind", "http://example.org")
+    assert bad.returncode == 2 and "is not a ZeroMQ tcp address" in bad.stderr
+    remote = run_cli("serve", "--driver", "remote")
+    assert remote.returncode == 2 and "cannot host the remote driver" in remote.stderr
+    keys_alone = run_cli("run", "--headless", "--curve-keys", str(tmp_path))
+    assert keys_alone.returncode == 2 and "--curve-keys goes with --publish" in keys_alone.stderr
+    no_keys = run_cli("serve", "--driver", "sim", "--curve-keys", str(tmp_path))
+    assert no_keys.returncode == 1 and "server.key_secret" in no_keys.stderr

@@ -373,3 +373,55 @@ def test_frames_from_the_host_are_writable_float64(host: HostThread) -> None:
         await driver.close()
 
     asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------- eager calls
+
+
+def test_calls_run_eagerly_and_what_suspends_carries_on_as_a_task() -> None:
+    from probepilot.bus.host import start_eagerly
+
+    async def main() -> None:
+        steps: list[str] = []
+
+        async def quick() -> None:
+            steps.append("quick")
+
+        assert start_eagerly(quick()) is None and steps == ["quick"]  # no task at all
+
+        async def slow() -> None:
+            steps.append("start")
+            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
+            steps.append("end")
+
+        task = start_eagerly(slow())
+        assert task is not None and steps[-1] == "start"  # ran up to its first suspension
+        await task
+        assert steps[-1] == "end"
+
+        async def failing() -> None:
+            await asyncio.sleep(0.01)
+            raise LimitError("outside")
+
+        task = start_eagerly(failing())
+        assert task is not None
+        with pytest.raises(LimitError):
+            await task
+
+        async def cancelled() -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                steps.append("saw the cancellation")
+                raise
+
+        task = start_eagerly(cancelled())
+        assert task is not None
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled() and steps[-1] == "saw the cancellation"
+
+    asyncio.run(main())

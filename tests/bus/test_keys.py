@@ -87,7 +87,7 @@ def test_only_allow_listed_watchers_see_the_run(keys: Path) -> None:
 
 
 def test_key_folders_are_checked_with_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(KeyFileError, match="server.key_secret: not a readable"):
+    with pytest.raises(KeyFileError, match=r"server\.key_secret: not a readable"):
         server_keys(tmp_path)
     generate(tmp_path, "server")
     with pytest.raises(KeyFileError, match="holds no client keys"):

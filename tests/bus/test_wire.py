@@ -3,6 +3,7 @@ malformed, truncated or wrong-version message into a ProtocolError naming the pr
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import msgpack
@@ -170,10 +171,8 @@ frame_bytes = st.binary(max_size=300)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(frame_bytes, max_size=4))
 def test_random_bytes_only_ever_raise_protocol_error(frames: list[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):  # and nothing else
         wire.decode(frames)
-    except ProtocolError:
-        pass
 
 
 msgpack_values = st.recursive(
@@ -218,7 +217,5 @@ def test_truncated_or_corrupted_valid_messages_never_raise_anything_else(
     header = bytearray(VALID[0])
     header[flip] ^= 0xFF
     for frames in ([VALID[0][:cut], VALID[1]], [bytes(header), VALID[1]]):
-        try:
+        with contextlib.suppress(ProtocolError):  # and nothing else
             wire.decode(frames)
-        except ProtocolError:
-            pass

@@ -322,3 +322,12 @@ def test_swapping_the_policy_by_config_changes_the_decisions_only(tmp_path: Path
     a_rest["run"].pop("folder"), b_rest["run"].pop("folder")
     assert a_rest == b_rest
     assert len(a_actions) == len(b_actions) == 4 and a_actions != b_actions
+
+
+def test_frame_settings_the_envelope_refuses_end_the_run_with_the_reason(tmp_path: Path) -> None:
+    # 20 nm in 2 ms per line is 10 um/s, ten times max_scan_speed: every frame would be refused.
+    session, driver, _ = make_session(tmp_path, ["good"], line_time=0.002)
+    outcome = run(session)
+    assert outcome.startswith("failed: safety envelope rejected 'the frames the [run] settings")
+    assert "max_scan_speed" in outcome
+    assert "scan" not in driver.names() and "coarse" not in driver.names()

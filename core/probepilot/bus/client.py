@@ -202,7 +202,8 @@ class HostClient:
                 else:
                     frames = self._frames("call", cid, {"m": method, "a": codec.to_wire(args)})
                 socket = self._socket
-                if socket is None or not socket.send(frames):  # queued at once, mostly
+                # Queued at once, mostly; a reply already there is taken before we await it.
+                if socket is None or not socket.send(frames, drain_now=True):
                     await self._send(frames, started + self.timeout)
                 # A reply, an error, or the ticker's TimeoutError past the deadline.
                 return await future

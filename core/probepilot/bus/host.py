@@ -398,6 +398,8 @@ async def _carry_on(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
         else:
             # Wait for the future it waits on; it reads the outcome (or the cancellation that
             # cancelling this task puts into that future) itself when resumed.
+            # As a task's step does on taking a yielded future (else awaiting it again fails).
+            yielded._asyncio_future_blocking = False
             try:
                 await yielded
             except asyncio.CancelledError as exc:

@@ -124,7 +124,7 @@ class StreamPublisher:
         address: str = DEFAULT_ADDRESS,
         *,
         keys: ServerKeys | None = None,
-        window: int = 4,
+        window: int = 2,
         ring: int = 10_000,
         heartbeat: float = 1.0,
         client_timeout: float = 10.0,
@@ -327,12 +327,11 @@ class StreamPublisher:
             watcher.behind = True
             return
         assert self._router is not None
-        if self._router.send([watcher.identity, *self._frame]):
-            watcher.credit -= 1
-            watcher.sent = self._frame_index
-            watcher.behind = False
-        else:
-            watcher.behind = True
+        # Book first: whatever the send leads to must see the frame as sent.
+        credit, sent = watcher.credit, watcher.sent
+        watcher.credit, watcher.sent, watcher.behind = credit - 1, self._frame_index, False
+        if not self._router.send([watcher.identity, *self._frame]):
+            watcher.credit, watcher.sent, watcher.behind = credit, sent, True
 
     def publish_state(self) -> None:
         """Send the run's snapshot on the stream (every heartbeat, and at the end)."""
@@ -396,6 +395,13 @@ class StreamPublisher:
                 self._update_demand()
         elif message.type == "ping":
             self._reply(identity, "pong", message.cid, {"instance": self.instance})
+            credit = message.body.get("credit")
+            if watcher is not None and isinstance(credit, int) and not isinstance(credit, bool):
+                # The watcher acks every frame on arrival, so between frames all its credit is
+                # free: resyncing it every heartbeat heals any credit a lost ack took.
+                watcher.credit = max(watcher.credit, min(credit, watcher.window))
+                self._offer(watcher)
+                self._update_demand()
         elif message.type == "replay":
             self._replay(identity, message)
         elif message.type == "command":
@@ -441,6 +447,9 @@ class StreamPublisher:
         while True:
             await asyncio.sleep(self.heartbeat)
             self.publish_state()
+            for watcher in self.watchers.values():
+                if watcher.behind:
+                    self._offer(watcher)  # a send that failed earlier
             deadline = time.monotonic() - self.client_timeout
             for identity, watcher in list(self.watchers.items()):
                 if watcher.last_seen < deadline:

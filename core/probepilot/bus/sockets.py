@@ -139,9 +139,10 @@ class LoopSocket:
     copy) on the loop, in order; it must not block (start a task for slow work). :meth:`send`
     never blocks: it returns False when the message cannot be queued now (high-water mark
     reached, peer gone). A socket's descriptor only signals *changes* (it is edge-triggered), so
-    the socket is drained after every send too, which may have consumed the signal: at once
-    (a reply already there is handled before the sender even awaits it), or, for a send from
-    a handler, by the drain loop that called the handler.
+    the socket is drained after every send too, which may have consumed the signal: on the
+    loop's next turn, or, with ``drain_now``, before :meth:`send` returns (a caller that only
+    awaits a reply afterwards saves a turn of the loop; handlers then run inside ``send``, so
+    only a caller whose state is settled before it sends may ask for it).
     """
 
     #: Messages handled per turn of the loop before other callbacks get theirs.
@@ -211,7 +212,7 @@ class LoopSocket:
                 _log.exception("message handler failed")
         self._schedule_drain()  # more waiting: let other callbacks have a turn first
 
-    def send(self, frames: list[Any]) -> bool:
+    def send(self, frames: list[Any], *, drain_now: bool = False) -> bool:
         """Queue ``frames`` without blocking (arrays are sent from their own memory); False
         when the high-water mark is reached or (ROUTER) the peer is gone."""
         if self.closed:
@@ -225,8 +226,12 @@ class LoopSocket:
             if exc.errno != errno.EHOSTUNREACH:
                 _log.warning("send failed: %s", exc)
             sent = False
-        if not self._draining:
+        if self._draining:
+            pass  # the drain loop under way checks the socket again
+        elif drain_now:
             self._drain()
+        else:
+            self._schedule_drain()
         return sent
 
     def close(self, linger_ms: int = 0) -> None:

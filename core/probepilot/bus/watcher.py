@@ -19,8 +19,8 @@ from the stream, and any gap (the stream's first messages, lost while the subscr
 being set up, or messages dropped by a high-water mark) is filled by asking the run to replay
 them. Frames arrive over the DEALER with credit (an ``ack`` per frame); rows of a frame that
 the line stream did not deliver are handed to subscribers as scan lines when the frame comes,
-so a live image is always complete, and a watcher that attaches late is sent the latest frame
-at once.
+so a live image is always complete (when any row is missing, the whole frame is handed over
+again as lines), and a watcher that attaches late is sent the latest frame at once.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class RemoteLink:
         *,
         keys: ClientKeys | None = None,
         timeout: float = 10.0,
-        window: int = 4,
+        window: int = 2,
         heartbeat: float = 1.0,
     ) -> None:
         self.address = check_address(address, what="address")
@@ -171,6 +171,7 @@ class RemoteLink:
         self._announced = 0  # the last seq the run said it had published
         self._replaying_since = 0.0
         self._rows: dict[int, set[int]] = {}
+        self._last_area: tuple[Any, ScanArea] = (None, ScanArea((0.0, 0.0), (1.0, 1.0), 1, 1))
         self._mailboxes: list[_Mailbox] = []
         self._frame_mailboxes: list[_Mailbox] = []
         self._lock = threading.Lock()
@@ -336,7 +337,7 @@ class RemoteLink:
                     self._send(dealer, "hello", {"window": self.window, "probepilot": __version__})
                     hello_at = now + 1.0
                 if now >= ping_at:
-                    self._send(dealer, "ping", {})
+                    self._send(dealer, "ping", {"credit": self.window})
                     ping_at = now + self.heartbeat
                     if self.connected.is_set() and now - heard > max(5 * self.heartbeat, 5.0):
                         _log.warning("lost contact with the run at %s", self.address)
@@ -546,7 +547,7 @@ class RemoteLink:
     def _frame(self, message: wire.Message) -> None:
         body = message.body
         index = wire.field_of(message, "index", int)
-        area = codec.from_wire(body.get("area"), ScanArea, "frame area")
+        area = self._area(body.get("area"))
         raw = wire.field_of(message, "channels", dict)
         channels: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         for name, pair in raw.items():
@@ -573,11 +574,14 @@ class RemoteLink:
             event if isinstance(event, dict) else {},
         )
         self.frames_received = max(self.frames_received, index)
-        # Rows the line stream did not bring (dropped, or scanned before we attached).
+        # If the line stream missed rows (dropped, or scanned before we attached), the whole
+        # frame is handed over again as lines, in order, so a live view redraws it complete.
         seen = self._rows.pop(index, set())
-        missing = [r for r in range(min(lines_done, area.lines)) if r not in seen]
         boxes = self._boxes(self._mailboxes)
-        for row in missing if boxes else []:
+        rows = range(min(lines_done, area.lines)) if boxes else range(0)
+        if all(r in seen for r in rows):
+            rows = range(0)
+        for row in rows:
             line = ScanLine(
                 index,
                 row,
@@ -591,6 +595,12 @@ class RemoteLink:
                 box.put(line)
         for box in self._boxes(self._frame_mailboxes):
             box.put(frame, newest_wins=True)
+
+    def _area(self, value: Any) -> ScanArea:
+        """The frame's area; the last one is kept, as it rarely changes from frame to frame."""
+        if value != self._last_area[0]:
+            self._last_area = (value, codec.from_wire(value, ScanArea, "frame area"))
+        return self._last_area[1]
 
     def _boxes(self, boxes: list[_Mailbox]) -> list[_Mailbox]:
         with self._lock:

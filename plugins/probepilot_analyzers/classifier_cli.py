@@ -1,0 +1,40 @@
+"""``probepilot train classifier``: the command; the training is in
+:mod:`probepilot_analyzers.classifier_train`.
+
+Only click is imported here: the plugin registers this command whenever the command line
+starts, and numpy, scipy and torch load only when it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+#: Defaults of the command (the shipped weights); kept equal to classifier_train's.
+FRAMES = 6000
+EPOCHS = 24
+
+
+@click.command("classifier")
+@click.option("--seed", default=0, show_default=True, help="Seed of the examples and of torch.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("tip_state.npz"),
+    show_default=True,
+    help="Weights file to write (use it with [analyzers.tip_state] weights = PATH).",
+)
+@click.option("--frames", default=FRAMES, show_default=True, help="Simulated training frames.")
+@click.option("--epochs", default=EPOCHS, show_default=True, help="Passes over the frames.")
+@click.option("--threads", default=2, show_default=True, help="Torch threads (results vary).")
+def classifier_command(seed: int, out: Path, frames: int, epochs: int, threads: int) -> None:
+    """Train the tip-state classifier on simulated frames (needs torch: the `ml` extra).
+
+    Same seed, threads and versions: same weights. The defaults reproduce the shipped ones.
+    """
+    from probepilot_analyzers.classifier_train import train
+
+    if frames < 8 or epochs < 1:
+        raise click.BadParameter("need at least 8 frames and 1 epoch")
+    train(seed=seed, frames=frames, epochs=epochs, threads=threads, out=out, echo=click.echo)
