@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-#: Defaults of the command (the shipped weights); kept equal to classifier_train's.
+#: Defaults of the command and of ``classifier_train.train``: they made the shipped weights.
 FRAMES = 6000
 EPOCHS = 24
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from probepilot.errors import PluginError
 from probepilot_analyzers._tip_views import VIEWS
+from probepilot_analyzers.classifier_cli import EPOCHS, FRAMES
 from probepilot_analyzers.tip_state import CLASSES
 
 #: The convolutions: (channels, kernel, stride, max pooling after). A strided 4 x 4 first
@@ -37,9 +38,6 @@ from probepilot_analyzers.tip_state import CLASSES
 #: the convolutions (grouped ones, a branch per view, are several times slower in torch).
 LAYERS = ((24, 4, 2, False), (32, 3, 1, True), (48, 3, 1, True), (64, 3, 1, False))
 HIDDEN = 64
-#: Defaults of ``probepilot train classifier`` (the shipped weights).
-FRAMES = 6000
-EPOCHS = 24
 BATCH = 64
 
 

@@ -58,7 +58,9 @@ KAPPA = 1.0867e10
 #: Logistic calibration of P(double): intercept, then the coefficients of sqrt(feature
 #: log-likelihood ratio), the cepstrum's z-score at the offset, the strongest cepstrum z-score
 #: anywhere, and the weight. See :func:`probability`.
-CALIBRATION = (-4.0, 0.6, 0.3, 0.3, 0.0)
+CALIBRATION = (-2.982, 0.518, 0.304, 0.25, -0.487)
+#: Features that must agree on an offset before their evidence counts.
+MIN_PAIRS = 3
 #: The cepstrum is trusted from this many pixels out (closer, the feature's own shape dominates).
 CEPSTRUM_MIN_LAG = 3.0
 
@@ -114,9 +116,15 @@ def weight_from_heights(main: FloatArray, ghost: FloatArray, kappa: float = KAPP
     return np.asarray(w)
 
 
-def _candidate_score(llr: float, cepstrum: float) -> float:
+def _feature_term(llr: float, explained: int) -> float:
+    """The feature evidence the logit uses: ``sqrt(llr)``, once at least :data:`MIN_PAIRS`
+    features agree (one or two pairs are as often two neighbouring adsorbates)."""
+    return math.sqrt(max(llr, 0.0)) if explained >= MIN_PAIRS else 0.0
+
+
+def _candidate_score(llr: float, explained: int, cepstrum: float) -> float:
     """The offset-dependent part of the logit: how candidates compete."""
-    return CALIBRATION[1] * math.sqrt(max(llr, 0.0)) + CALIBRATION[2] * max(cepstrum, 0.0)
+    return CALIBRATION[1] * _feature_term(llr, explained) + CALIBRATION[2] * max(cepstrum, 0.0)
 
 
 def _pixel_weight(heights: FloatArray, g: tuple[float, float], noise: float) -> float:
@@ -208,13 +216,13 @@ def evidence(
             continue
         cz = cepstrum_at(g)
         if not feats.y.size:
-            score = _candidate_score(0.0, cz)
+            score = _candidate_score(0.0, 0, cz)
             if best is None or score > best[0]:
                 best = (score, None, None, g)
             continue
         for p in gh.partners(feats, heights, g):
             v = gh.judge(p, feats, chance)
-            score = _candidate_score(v.llr, cz)
+            score = _candidate_score(v.llr, v.explained, cz)
             if best is None or score > best[0]:
                 best = (score, p, v, p.g)
     if best is None:
@@ -251,7 +259,7 @@ def probability(ev: Evidence) -> float:
     b0, b_llr, b_cep, b_best, b_weight = CALIBRATION
     logit = (
         b0
-        + _candidate_score(ev.llr, ev.cepstrum)
+        + _candidate_score(ev.llr, ev.explained, ev.cepstrum)
         + b_best * max(ev.cepstrum_best, 0.0)
         + b_weight * ev.weight
     )
@@ -297,8 +305,8 @@ class DoubleTipAnalyzer:
     The finding's ``confidence`` is P(double). ``values``: ``p_double``; ``offset_x``,
     ``offset_y`` (m, scanner frame: where the second apex sits relative to the main one, so
     ghosts appear displaced by minus this); ``separation`` (m); ``weight`` (current ratio of the
-    second apex to the main one, 0 when unknown); ``pairs`` and ``features`` (the vote);
-    ``status`` (``"ok"``).
+    second apex to the main one, 0 when unknown); ``pairs`` (features with a ghost at the
+    offset) and ``features`` (compact features in the frame); ``status`` (``"ok"``).
     """
 
     name = "double_tip"
@@ -319,19 +327,25 @@ class DoubleTipAnalyzer:
             image.pixel,
             feature_size=opts.feature_size,
             max_offset=opts.max_offset,
+            min_offset=opts.min_offset,
             kappa=kappa,
         )
         p = finite(result.probability)
         dx, dy = scanner_vector(frame, *result.offset)
         separation = math.hypot(dx, dy)
-        if result.pairs == 0:
-            message = f"no ghost features (P(double) {p:.2f})"
+        if result.offset == (0.0, 0.0):
+            message = f"no ghost copy found (P(double) {p:.2f})"
         else:
             verdict = "double tip" if p >= opts.threshold else "probably single"
+            pairs = (
+                f"{result.pairs} of {result.features} features have a ghost"
+                if result.pairs
+                else "no feature pairs"
+            )
             message = (
                 f"{verdict}: P(double) {p:.2f}; second apex {separation * 1e9:.2f} nm away at "
-                f"({dx * 1e9:+.2f}, {dy * 1e9:+.2f}) nm, weight {result.weight:.2f}; "
-                f"{result.pairs} of {result.features} features have a ghost"
+                f"({dx * 1e9:+.2f}, {dy * 1e9:+.2f}) nm, weight {result.weight:.2f}; {pairs}, "
+                f"cepstrum peak {result.peak:.1f} sigma"
             )
         values: dict[str, float | str] = {
             "status": "ok",

@@ -30,6 +30,13 @@ class DoubleTipOptions:
         Range(0.2e-9, 1e-6),
         Doc("largest lateral distance between two apexes that is looked for"),
     ] = 5e-9
+    min_offset: Annotated[
+        float,
+        Quantity("m"),
+        Range(0.05e-9, 1e-6),
+        Doc("smallest lateral distance between two apexes that is looked for (closer ghosts "
+            "merge with their features)"),
+    ] = 0.4e-9
     threshold: Annotated[
         float, Range(0, 1), Doc("P(double) from which the message calls the tip double")
     ] = 0.5

@@ -1,8 +1,8 @@
 """The tip-state classifier: good, double, blunt or unstable, from one frame.
 
-A small convolutional network (:mod:`probepilot_analyzers._cnn`) looks at five 64 x 64 views
+A small convolutional network (:mod:`probepilot_analyzers._cnn`) looks at six 64 x 64 views
 of the frame (:mod:`probepilot_analyzers._tip_views`: the levelled overview, the line offsets,
-a full-resolution detail, and two autocorrelations that show a ghost wherever it is). It was
+a full-resolution detail, and three autocorrelations that show a ghost wherever it is). It was
 trained on simulated frames with strong domain randomisation (surfaces, scan sizes and pixel
 counts, noise, drift, plane tilt, line offsets, feedback lag, scan direction) by
 ``probepilot train classifier`` (:mod:`probepilot_analyzers.classifier_train`, needs torch);

@@ -105,7 +105,9 @@ def test_known_answers(analyzer: TipStateAnalyzer, good: Frame, double: Frame) -
 def test_blunt_tip_is_not_called_good(analyzer: TipStateAnalyzer) -> None:
     scope = microscope("au111", seed=11, feature_density=2.0)
     scope.apex = dataclasses.replace(
-        scope.apex, state=TipState.BLUNT, tips=(dataclasses.replace(scope.apex.tips[0], width=0.9e-9),)
+        scope.apex,
+        state=TipState.BLUNT,
+        tips=(dataclasses.replace(scope.apex.tips[0], width=0.9e-9),),
     )
     [finding] = analyzer.analyze(scan(scope, 15e-9, 96), [])
     assert finding.values["state"] != "good", finding.message

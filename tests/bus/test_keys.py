@@ -106,3 +106,5 @@ def test_keys_generate_command(
     assert (tmp_path / "k" / "bob.key").exists() and (tmp_path / "k" / "bob.key_secret").exists()
     assert (tmp_path / "k" / "bob.key_secret").stat().st_mode & 0o077 == 0
     assert "authorized/" in result.stdout
+    server = run_cli("keys", "generate", str(tmp_path / "k"))
+    assert server.returncode == 0 and (tmp_path / "k" / "authorized").is_dir()

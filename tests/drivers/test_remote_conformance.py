@@ -4,6 +4,7 @@ driver host serving the simulator: the same tests the sim driver passes on its o
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,25 @@ class TestRemoteConformanceRealTime(DriverConformance):
     @pytest.fixture
     def driver(self, host: HostThread) -> RemoteDriver:
         return RemoteDriver(RemoteOptions(address=host.address, timeout=5.0, heartbeat=0.2))
+
+
+def test_the_remote_driver_is_a_plugin_configured_like_any_other(tmp_path: Path) -> None:
+    from probepilot.config import load_config
+    from probepilot.errors import ConfigError
+
+    good = tmp_path / "good.toml"
+    good.write_text(
+        'driver = "remote"\n[drivers.remote]\naddress = "tcp://10.0.0.2:5570"\ntimeout = "2 s"\n',
+        encoding="utf-8",
+    )
+    config, manager = load_config(good)
+    driver = config.build(manager, "driver", "remote")
+    assert isinstance(driver, RemoteDriver) and driver.options.timeout == 2.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('driver = "remote"\n[drivers.remote]\naddress = "10.0.0.2"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"drivers\.remote: address '10\.0\.0\.2' is not tcp://"):
+        load_config(bad)
+    half = tmp_path / "half.toml"
+    half.write_text('driver = "remote"\n[drivers.remote]\nserver_key = "s.key"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="server_key and client_key go together"):
+        load_config(half)

@@ -344,6 +344,7 @@ def keys_generate(folder: Path, name: str) -> None:
     public, secret = generate(folder, name)
     click.echo(f"wrote {public} (public) and {secret} (secret: keep it on this machine)")
     if name == SERVER:
+        (folder / AUTHORIZED).mkdir(exist_ok=True)
         click.echo(
             f"next: put each client's public NAME.key into {folder / AUTHORIZED}/, give "
             f"{public.name} to the clients, and start the server with --curve-keys {folder}"
