@@ -694,8 +694,12 @@ class Session:
         started = time.monotonic()
         try:
             result = await self._with_retries(
-                action.kind, lambda: perform(self.driver, action, self.instruments)
+                action.kind,
+                lambda: perform(self.driver, action, self.instruments),
+                repeat=not isinstance(action, NOT_REPEATED),
             )
+        except _NotRepeated:
+            return None  # journaled as a driver error; the next frame tells what happened
         except TipCrashError as exc:
             await self._crashed(str(exc))
             return None
@@ -722,9 +726,16 @@ class Session:
         self._enter("approach")
         await self._with_retries("approach", self.driver.approach)
 
-    async def _with_retries(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _with_retries(
+        self, operation: str, call: Callable[[], Awaitable[T]], *, repeat: bool = True
+    ) -> T:
         """``call()``; on a driver error: journal, back off, reconnect and retry the same step.
-        Tip crashes, limits and unsupported operations are not retried (retrying cannot help)."""
+        Tip crashes, limits and unsupported operations are not retried (retrying cannot help).
+
+        With ``repeat=False`` (pulses, dips, coarse steps: a timed-out one may have happened)
+        the step is not repeated after the recovery: :class:`_NotRepeated` is raised instead and
+        the next frame shows what the instrument did.
+        """
         failures = 0
         while True:
             try:
@@ -757,9 +768,19 @@ class Session:
                         await self.driver.connect()
                 if self._run is not None:
                     self._enter(previous)
+                if not repeat:
+                    raise _NotRepeated(operation) from exc
 
 
 # --------------------------------------------------------------------------------------------
+
+#: Actions a driver error leaves in doubt (did the pulse happen before the timeout?): the
+#: session recovers the connection but never repeats them.
+NOT_REPEATED: tuple[type, ...] = (Pulse, Dip, CoarseStep)
+
+
+class _NotRepeated(Exception):
+    """A driver error interrupted an action that must not be repeated blindly."""
 
 
 class _PartialFrame:

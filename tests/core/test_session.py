@@ -331,3 +331,17 @@ def test_frame_settings_the_envelope_refuses_end_the_run_with_the_reason(tmp_pat
     assert outcome.startswith("failed: safety envelope rejected 'the frames the [run] settings")
     assert "max_scan_speed" in outcome
     assert "scan" not in driver.names() and "coarse" not in driver.names()
+
+
+def test_a_pulse_that_timed_out_is_not_repeated(tmp_path: Path) -> None:
+    """It may have reached the tip before the reply was lost: the run recovers the connection
+    and lets the next frame show what happened, instead of pulsing twice."""
+    driver = ScriptedDriver()
+    driver.fail["pulse"] = 1
+    policy = ScriptedPolicy([Pulse(4.0, 0.2)])
+    session, _, _ = make_session(tmp_path, ["double", "good"], driver=driver, policy=policy)
+    assert run(session) == "completed"
+    assert driver.names().count("pulse") == 1
+    errors = [e for e in journal(session) if e.type == ev.DRIVER_ERROR]
+    assert [e.data["operation"] for e in errors] == ["pulse"]
+    assert driver.names().count("connect") == 2  # recovered
