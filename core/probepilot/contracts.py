@@ -13,11 +13,12 @@ Live operations of a driver are ``async``. Blocking vendor SDKs run their calls 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from probepilot.errors import NotSupportedError
+from probepilot.errors import LimitError, NotSupportedError
 from probepilot.model import (
     Action,
     Finding,
@@ -149,6 +150,33 @@ class Driver(Protocol):
     async def set_drift_compensation(self, vx: float, vy: float, vz: float) -> None:
         """Velocity the piezo adds to cancel drift, m/s (``Capability.DRIFT_COMPENSATION``)."""
         ...
+
+
+def check_scan_geometry(
+    settings: ScanSettings, piezo_range: tuple[float, float, float], driver: str
+) -> None:
+    """The checks every driver makes before it scans, whatever the instrument: a finite area
+    of positive size whose corners are inside the piezo range (x and y centred on zero), a
+    positive line time, and an ``up`` or ``down`` direction.
+
+    :param driver: the driver's name, first word of every message.
+    :raises LimitError: naming the driver, the offending value and the limit.
+    """
+    area = settings.area
+    w, h = area.size
+    if not all(math.isfinite(v) for v in (w, h, *area.centre, area.angle)) or w <= 0 or h <= 0:
+        raise LimitError(f"{driver}: frame {area} is not a valid area")
+    hx, hy = piezo_range[0] / 2, piezo_range[1] / 2
+    for cx, cy in area.corners():
+        if abs(cx) > hx * (1 + 1e-9) or abs(cy) > hy * (1 + 1e-9):
+            raise LimitError(
+                f"{driver}: the frame reaches ({cx:.4g}, {cy:.4g}) m, outside the piezo "
+                f"range +-{hx:.4g} x +-{hy:.4g} m"
+            )
+    if not (math.isfinite(settings.line_time) and settings.line_time > 0):
+        raise LimitError(f"{driver}: line time {settings.line_time} s must be positive")
+    if settings.direction not in ("up", "down"):
+        raise LimitError(f"{driver}: direction {settings.direction!r} is not up or down")
 
 
 class DriverBase:

@@ -46,7 +46,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from probepilot.contracts import Capability, DriverBase, ProgressCallback
+from probepilot.contracts import (
+    Capability,
+    DriverBase,
+    ProgressCallback,
+    check_scan_geometry,
+)
 from probepilot.errors import (
     DriverConnectionError,
     DriverError,
@@ -379,23 +384,10 @@ class MatrixDriver(DriverBase):
             raise LimitError(
                 f"matrix: {area.pixels} points x {area.lines} lines: both must be in [2, {top}]"
             )
-        w, h = area.size
-        if not all(math.isfinite(v) for v in (w, h, *area.centre, area.angle)) or w <= 0 or h <= 0:
-            raise LimitError(f"matrix: frame {area} is not a valid area")
+        check_scan_geometry(settings, self._ready().piezo_range, "matrix")
         degrees = math.degrees(area.angle)
         if abs(degrees - round(degrees)) > 1e-6:
             raise LimitError(f"matrix: MATRIX takes the scan angle in whole degrees, not {degrees}")
-        hx, hy, _ = (r / 2 for r in self._ready().piezo_range)
-        for cx, cy in area.corners():
-            if abs(cx) > hx * (1 + 1e-9) or abs(cy) > hy * (1 + 1e-9):
-                raise LimitError(
-                    f"matrix: the frame reaches ({cx:.4g}, {cy:.4g}) m, outside the piezo "
-                    f"range +-{hx:.4g} x +-{hy:.4g} m"
-                )
-        if not (math.isfinite(settings.line_time) and settings.line_time > 0):
-            raise LimitError(f"matrix: line time {settings.line_time} s must be positive")
-        if settings.direction not in ("up", "down"):
-            raise LimitError(f"matrix: direction {settings.direction!r} is not up or down")
 
     def _recorded(self, channels: tuple[str, ...]) -> list[Recorded]:
         o = self.options

@@ -22,7 +22,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from probepilot.contracts import Capability, DriverBase, ProgressCallback
+from probepilot.contracts import (
+    Capability,
+    DriverBase,
+    ProgressCallback,
+    check_scan_geometry,
+)
 from probepilot.errors import InstrumentError, LimitError, NotConnectedError, NotSupportedError
 from probepilot.model import (
     FloatArray,
@@ -271,20 +276,7 @@ class NanonisDriver(DriverBase):
                 f"nanonis: {area.pixels} pixels x {area.lines} lines: pixels must be a positive "
                 "multiple of 16 (the controller would change them) and lines at least 1"
             )
-        w, h = area.size
-        if not all(math.isfinite(v) for v in (w, h, *area.centre, area.angle)) or w <= 0 or h <= 0:
-            raise LimitError(f"nanonis: frame {area} is not a valid area")
-        hx, hy, _ = (r / 2 for r in self._ready()[1].piezo_range)
-        for cx, cy in area.corners():
-            if abs(cx) > hx * (1 + 1e-9) or abs(cy) > hy * (1 + 1e-9):
-                raise LimitError(
-                    f"nanonis: the frame reaches ({cx:.4g}, {cy:.4g}) m, outside the piezo "
-                    f"range +-{hx:.4g} x +-{hy:.4g} m"
-                )
-        if not (math.isfinite(settings.line_time) and settings.line_time > 0):
-            raise LimitError(f"nanonis: line time {settings.line_time} s must be positive")
-        if settings.direction not in ("up", "down"):
-            raise LimitError(f"nanonis: direction {settings.direction!r} is not up or down")
+        check_scan_geometry(settings, self._ready()[1].piezo_range, "nanonis")
 
     async def scan(self, settings: ScanSettings, progress: ProgressCallback | None = None) -> Frame:
         main, _ = self._ready()
