@@ -13,9 +13,12 @@ dominates carry no fringes and are down-weighted.
 
 **Feature pairs** (sparse content). Each compact feature (adsorbate, vacancy, molecule lobe)
 has a weaker copy at ``+g``; a random pair of features does not repeat across the frame. For a
-candidate ``g`` every feature is checked: is there, at ``p + g``, more signal than at the same
-distance in other directions (which removes the feature's own tail, so ghosts that overlap
-their feature count too), of the same sign and a plausible ratio?
+candidate ``g`` every feature is looked at: what stands out at ``p + g`` beyond the feature's
+own tail (its height at the same distance in other directions, so ghosts that overlap their
+feature count too), whether it has the feature's shape, and whether the same is found at
+``+-2g`` (a lattice or an edge, not a ghost). A log-likelihood ratio per feature, profiled over
+the ghost's weight, compares "it has its ghost, or is one" with "whatever lies there, lies
+there by chance", the chance measured on the same frame at offsets where there is no ghost.
 """
 
 from __future__ import annotations
@@ -73,15 +76,18 @@ def power_cepstra(
     columns = np.broadcast_to(np.arange(power.shape[1])[None, :], power.shape)
     rows = np.broadcast_to(np.minimum(np.arange(ny), ny - np.arange(ny))[:, None], power.shape)
 
+    flat_weight = weight.ravel()
+
     def mean_by(index: np.ndarray, values: np.ndarray, n: int) -> FloatArray:
-        total = np.bincount(index.ravel(), (values * weight).ravel(), minlength=n)
-        count = np.bincount(index.ravel(), weight.ravel(), minlength=n)
+        flat_index = index.ravel()
+        total = np.bincount(flat_index, values.ravel() * flat_weight, minlength=n)
+        count = np.bincount(flat_index, flat_weight, minlength=n)
         return np.where(count > 0, total / np.maximum(count, 1e-12), 0.0)
 
     ring = np.zeros(size + 1)
     along_x = np.zeros(power.shape[1])
     along_y = np.zeros(ny // 2 + 1)
-    for _ in range(3):
+    for _ in range(2):
         ring = mean_by(rings, logp - along_x[columns] - along_y[rows], size + 1)
         along_x = mean_by(columns, logp - ring[rings] - along_y[rows], power.shape[1])
         along_x = isotonic_regression(along_x, increasing=False).x
@@ -145,8 +151,12 @@ def lag_reach(shape: tuple[int, ...], r_max: float) -> int:
 
 
 def lattice_translations(
-    power: FloatArray, mask: npt.NDArray[np.bool_], shape: tuple[int, int], reach: int,
-    strongest: int = 6, tolerance: float = 0.2,
+    power: FloatArray,
+    mask: npt.NDArray[np.bool_],
+    shape: tuple[int, int],
+    reach: int,
+    strongest: int = 6,
+    tolerance: float = 0.2,
 ) -> npt.NDArray[np.bool_]:
     """Lags (a ``2 reach + 1`` square, centred) that are translations of the lattice: every
     one of its ``strongest`` Bragg peaks is back in phase there (within ``tolerance`` of a
@@ -163,7 +173,11 @@ def lattice_translations(
     iy, ix, ky, kx = iy[keep], ix[keep], ky[keep], kx[keep]
     # The strongest bins, one per peak (a bin next to a stronger one belongs to its peak).
     chosen: list[int] = []
-    for k in np.argsort(-power[iy, ix]):
+    order = np.argsort(-power[iy, ix])
+    floor = 0.1 * float(power[iy[order[0]], ix[order[0]]]) if order.size else 0.0
+    for k in order:
+        if power[iy[k], ix[k]] < floor:
+            break  # leakage around the peaks, not the lattice
         near = [abs(iy[k] - iy[j]) % ny <= 2 or ny - abs(iy[k] - iy[j]) <= 2 for j in chosen]
         if any(n and abs(ix[k] - ix[j]) <= 2 for n, j in zip(near, chosen, strict=True)):
             continue
@@ -264,12 +278,17 @@ class Features:
     x: FloatArray
     height: FloatArray
     noise: float  # robust scatter of the band-passed image (m)
-    coverage: float  # fraction of the frame where it stands out of the noise
     margin: int  # pixels along the borders where nothing is looked at
+    shape: FloatArray  # (features, 8): the height a blob width away around it, over its own
+    scale: float  # that blob width (pixels)
 
 
 #: A feature's height two blob widths away, on both sides of it, stays below this fraction.
 COMPACT = 0.6
+#: Where a feature's shape is sampled (blob widths from its centre).
+_SHAPE = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+#: A ghost is a copy: the cosine similarity of its shape and its feature's is at least this.
+SIMILAR = 0.8
 
 
 def find_features(
@@ -282,7 +301,6 @@ def find_features(
     centre = float(np.median(sample))
     noise = 1.4826 * float(np.median(np.abs(sample - centre)))
     noise = max(noise, 1e-3 * float(np.max(np.abs(heights))), 1e-300)
-    coverage = float(np.mean(np.abs(sample) > 3 * noise))
     # Spectral filtering leaves the frame's borders unreliable.
     margin = max(3, math.ceil(2 * sigma), round(0.04 * min(ny, nx)))
     # Strong pixels that are the largest blob response within a blob width.
@@ -322,7 +340,19 @@ def find_features(
     a = np.abs(heights)
     dy = _vertex(a[ys - 1, xs], a[ys, xs], a[ys + 1, xs])
     dx = _vertex(a[ys, xs - 1], a[ys, xs], a[ys, xs + 1])
-    return Features(ys + dy, xs + dx, h, noise, coverage, margin)
+    fy, fx = ys + dy, xs + dx
+    ring = ndimage.map_coordinates(
+        heights,
+        [
+            np.concatenate([fy + sigma * oy for oy, _ in _SHAPE]),
+            np.concatenate([fx + sigma * ox for _, ox in _SHAPE]),
+        ],
+        order=1,
+        mode="nearest",
+    ).reshape(len(_SHAPE), -1)
+    with np.errstate(all="ignore"):
+        shape = (ring / np.where(h != 0, h, 1.0)).T
+    return Features(fy, fx, h, noise, margin, shape, sigma)
 
 
 def _vertex(minus: FloatArray, centre: FloatArray, plus: FloatArray) -> FloatArray:
@@ -337,32 +367,14 @@ _AROUND = tuple(math.radians(a) for a in (60, 90, 120, 240, 270, 300))
 _AROUND_CS = tuple((math.cos(a), math.sin(a)) for a in _AROUND)
 
 
-def excess(heights: FloatArray, y: FloatArray, x: FloatArray, g: tuple[float, float]) -> FloatArray:
-    """Band-passed height at ``(y, x) + g`` minus its mean at the same distance in six other
-    directions: what is there beyond the feature's own tail."""
-    gy, gx = g
-    coords_y = [y + gy]
-    coords_x = [x + gx]
-    for angle in _AROUND:
-        c, s = math.cos(angle), math.sin(angle)
-        coords_y.append(y + s * gx + c * gy)
-        coords_x.append(x + c * gx - s * gy)
-    values = ndimage.map_coordinates(
-        heights, [np.concatenate(coords_y), np.concatenate(coords_x)], order=1, mode="nearest"
-    ).reshape(len(coords_y), -1)
-    return np.asarray(values[0] - values[1:].mean(axis=0))
-
-
 #: Ghost weights (as ratios of band-passed heights) the feature test profiles over.
 WEIGHTS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0)
-#: A ghost's height ratio lies between this fraction of the weight (noise) and ``RATIO_MAX``
-#: (tall features: the two currents add, so ghosts of tall features look taller than ``w``).
-RATIO_SLACK = 0.6
+#: Largest height ratio of a ghost to its feature (a second apex as strong as the first, plus
+#: noise), and the smallest the feature-pair search considers.
 RATIO_MAX = 1.15
+RATIO_MIN = 0.06
 #: A ghost (or its feature) counts as seen when it stands this many noise scatters out.
 SIGNIFICANCE = 3.0
-#: The chance of seeing an expected ghost when there is one (noise, neighbours, edges).
-DETECT = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +393,8 @@ class Partners:
     seen_behind: npt.NDArray[np.bool_]
     periodic: npt.NDArray[np.bool_]
     ghost: FloatArray  # excess at +g (m)
+    unlike_ahead: npt.NDArray[np.bool_]  # something stands out at +g, but not a copy
+    unlike_behind: npt.NDArray[np.bool_]
 
 
 def partners(
@@ -391,34 +405,75 @@ def partners(
     ny, nx = heights.shape
     y, x, h = features.y, features.x, features.height
     looks = [(g[0], g[1]), (-g[0], -g[1]), (2 * g[0], 2 * g[1]), (-2 * g[0], -2 * g[1])]
-    coords_y, coords_x = [], []
+    # Every position looked at, as offsets from the features: each look, then the same
+    # distance in the other directions (the feature's own tail there), then, for +-g, the
+    # shape around it.
+    offsets = []
     for gy, gx in looks:
-        coords_y.append(y + gy)
-        coords_x.append(x + gx)
-        for c, s in _AROUND_CS:
-            coords_y.append(y + s * gx + c * gy)
-            coords_x.append(x + c * gx - s * gy)
-    values = ndimage.map_coordinates(
-        heights, [np.concatenate(coords_y), np.concatenate(coords_x)], order=1, mode="nearest"
-    ).reshape(len(looks), len(_AROUND_CS) + 1, -1)
-    found = values[:, 0] - values[:, 1:].mean(axis=1)  # (4, features)
+        offsets.append((gy, gx))
+        offsets.extend((s * gx + c * gy, c * gx - s * gy) for c, s in _AROUND_CS)
+    sigma = features.scale
+    for gy, gx in looks[:2]:
+        offsets.extend((gy + sigma * oy, gx + sigma * ox) for oy, ox in _SHAPE)
+    table = np.asarray(offsets)
+    flat = ndimage.map_coordinates(
+        heights,
+        [(y[None, :] + table[:, :1]).ravel(), (x[None, :] + table[:, 1:]).ravel()],
+        order=1,
+        mode="nearest",
+    ).reshape(len(offsets), -1)
+    n_ring = len(_AROUND_CS) + 1
+    values = flat[: len(looks) * n_ring].reshape(len(looks), n_ring, -1)
+    tail = values[:, 1:].mean(axis=1)
+    found = values[:, 0] - tail  # (4, features)
+    around = flat[len(looks) * n_ring :].reshape(2, len(_SHAPE), -1)
+    # Shapes compared where the ghost stands apart from its feature (closer, they overlap).
+    similar = np.ones((2, y.size), dtype=bool)
+    if math.hypot(*g) >= 2.5 * sigma:
+        theirs = np.concatenate([found[:2, None, :], around - tail[:2, None, :]], axis=1)
+        mine = np.concatenate([np.ones((1, y.size)), features.shape.T], axis=0)
+        with np.errstate(all="ignore"):
+            cos = np.einsum("kjn,jn->kn", theirs, mine) / (
+                np.linalg.norm(theirs, axis=1) * np.linalg.norm(mine, axis=0)
+            )
+        similar = np.abs(cos) >= SIMILAR
     m = features.margin
     inside = [
         (y + gy >= m) & (y + gy <= ny - 1 - m) & (x + gx >= m) & (x + gx <= nx - 1 - m)
         for gy, gx in looks[:2]
     ]
     seen = np.abs(found) > SIGNIFICANCE * features.noise
+    unlike = seen[:2] & ~similar
+    seen[:2] &= similar
     with np.errstate(all="ignore"):
         ratio = found / h
     equal = (ratio > 0.5) & (ratio < 2.0) & seen
     periodic = equal[2] | equal[3]
     ahead = Partners(
-        g, ratio[0], ratio[1], inside[0], inside[1], seen[0] & inside[0], seen[1] & inside[1],
-        periodic, found[0],
+        g,
+        ratio[0],
+        ratio[1],
+        inside[0],
+        inside[1],
+        seen[0] & inside[0],
+        seen[1] & inside[1],
+        periodic,
+        found[0],
+        unlike[0],
+        unlike[1],
     )
     behind = Partners(
-        (-g[0], -g[1]), ratio[1], ratio[0], inside[1], inside[0], seen[1] & inside[1],
-        seen[0] & inside[0], periodic, found[1],
+        (-g[0], -g[1]),
+        ratio[1],
+        ratio[0],
+        inside[1],
+        inside[0],
+        seen[1] & inside[1],
+        seen[0] & inside[0],
+        periodic,
+        found[1],
+        unlike[1],
+        unlike[0],
     )
     return ahead, behind
 
@@ -429,65 +484,122 @@ class Verdict:
 
     llr: float  # log P(features | ghost at g with this weight) / P(features | no ghost)
     weight: float  # the profiled ratio
-    explained: int  # features with their partner
-    expected: int  # features whose partner should be visible
+    explained: int  # features that speak for the ghost (their own log-ratio above 1)
+    expected: int  # features that could speak (partner positions in the frame, no lattice)
     mains: npt.NDArray[np.bool_]  # features with their ghost at +g
+    objects: int = 0  # separate objects among the features that speak for it
 
 
-def explained_at(p: Partners, w: float) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-    """(features with a ghost of weight about ``w`` at +g, features that are such a ghost)."""
-    low = RATIO_SLACK * w
-    forward = p.seen_ahead & (p.forward >= low) & (p.forward <= RATIO_MAX) & ~p.periodic
-    backward = (
-        p.seen_behind
-        & (p.backward >= 1 / RATIO_MAX)
-        & (p.backward <= 1 / low)
-        & ~p.periodic
-    )
-    return forward, backward
+def rotated_partners(
+    features: Features, heights: FloatArray, g: tuple[float, float]
+) -> list[Partners]:
+    """Partners at ``g`` turned by +-60 and +-120 degrees: the chance of a partner at that
+    distance where there is no ghost."""
+    out: list[Partners] = []
+    for angle in (math.pi / 3, 2 * math.pi / 3):
+        c, s = math.cos(angle), math.sin(angle)
+        out.extend(partners(features, heights, (s * g[1] + c * g[0], c * g[1] - s * g[0])))
+    return out
 
 
-def chance_rates(null: list[Partners], features: Features) -> FloatArray:
-    """Per weight, how often a feature has a partner at displacements with no ghost."""
-    rates = []
-    for w in WEIGHTS:
-        hits = total = 0
-        for p in null:
-            f, b = explained_at(p, w)
-            hits += int(((f ^ b) & (p.ahead | p.behind)).sum())
-            total += int((p.ahead | p.behind).sum())
-        rates.append((hits + 0.5) / (total + 1.0))
-    return np.asarray(rates)
+#: Prior roles of a feature when there is a ghost: it has its ghost, it is one, neither (its
+#: counterpart is outside the frame or below the noise).
+ROLES = (0.45, 0.35, 0.2)
+#: Spread of a ghost's height ratio around the weight (tall features' ghosts look taller).
+RATIO_SPREAD = 0.3
 
 
-def judge(p: Partners, features: Features, chance: FloatArray) -> Verdict:
-    """Profile the log-likelihood ratio of a ghost at ``p.g`` over the weights."""
+def stronger_ahead(p: Partners, features: Features) -> float:
+    """How much the features outweigh what stands out at ``+g`` from them: the summed
+    ``min(|h|, |partner|)`` (in noise units) of the pairs where the feature is the stronger,
+    minus that of the pairs where it is the weaker. A ghost is weaker than its feature."""
     h = np.abs(features.height)
-    floor = SIGNIFICANCE * features.noise
-    w = np.asarray(WEIGHTS)[:, None]
-    low = RATIO_SLACK * w
-    usable = ~p.periodic
-    forward = p.seen_ahead & (p.forward >= low) & (p.forward <= RATIO_MAX) & usable
-    backward = p.seen_behind & (p.backward >= 1 / RATIO_MAX) & (p.backward <= 1 / low) & usable
-    inside = p.ahead | p.behind
-    # A feature has its ghost or is one, not both: features with equal partners on both sides
-    # are on a lattice or along an edge.
-    explained = (forward ^ backward) & inside
-    # A feature's ghost should be seen where it would stand out of the noise at this weight;
-    # a ghost's feature always should.
-    expected = ((p.ahead & (h * w > 1.3 * floor)) | backward) & inside
-    p0 = np.clip(chance, 1e-3, 0.9)[:, None]
-    p1 = np.where(expected, np.maximum(DETECT, p0), p0)
-    terms = np.where(explained, np.log(p1 / p0), np.log((1 - p1) / (1 - p0)))
-    llr = np.where(inside, terms, 0.0).sum(axis=1)
+    partner = np.abs(p.ghost)
+    pairs = p.seen_ahead & ~p.periodic
+    weight = np.minimum(h, partner) / features.noise
+    return float(np.sum(np.where(h > partner, weight, -weight)[pairs]))
+
+
+def hit_rate(null: list[Partners]) -> float:
+    """How often something stands out at a displacement with no ghost."""
+    hits = total = 0
+    for p in null:
+        inside = p.ahead
+        hits += int(((p.seen_ahead | p.unlike_ahead) & inside).sum())
+        total += int(inside.sum())
+    return (hits + 0.5) / (total + 1.0)
+
+
+def judge(p: Partners, features: Features, chance: float) -> Verdict:
+    """Profile over the weights the log-likelihood ratio of a ghost at ``p.g``, feature by
+    feature: the ratio found at ``+g`` (``r``) and at ``-g`` (``r-``), each with its noise.
+
+    No ghost: ``r`` and ``r-`` are noise around 0, except where, with probability ``chance``,
+    something else happens to lie there (uniform over ratios -1 to 2). A ghost of weight ``w``:
+    the feature has its ghost (``r`` about ``w``, nothing at ``-g``), is a ghost (``r-`` about
+    ``1 / w``, nothing at ``+g``), or shows neither, with the prior :data:`ROLES`. Partners that
+    stand out but are not a copy (:data:`SIMILAR`), and features with equal partners at
+    ``+-2g`` (a lattice), count as no evidence.
+    """
+    h = np.abs(features.height)
+    s = math.sqrt(1 + 1 / len(_AROUND)) * features.noise / np.maximum(h, 1e-300)
+    c = min(max(chance, 1e-3), 0.5)
+
+    def null_density(r: FloatArray) -> FloatArray:
+        return (1 - c) * np.exp(-0.5 * (r / s) ** 2) / (s * math.sqrt(2 * math.pi)) + c / 3.0
+
+    def ghost_density(r: FloatArray, mean: FloatArray | float, spread: FloatArray) -> FloatArray:
+        return np.exp(-0.5 * ((r - mean) / spread) ** 2) / (spread * math.sqrt(2 * math.pi))
+
+    r = np.nan_to_num(np.clip(p.forward, -1.0, 2.0))
+    rb = np.nan_to_num(np.clip(p.backward, -1.0, 100.0))
+    rb_clipped = np.clip(rb, -1.0, 2.0)
+    q_r, q_rb = null_density(r), null_density(rb_clipped)
+    usable = (p.ahead | p.behind) & ~p.periodic
+    w = np.asarray(WEIGHTS)[:, None]  # (weights, 1): every weight at once
+    main = np.where(
+        p.ahead & ~p.unlike_ahead, ghost_density(r, w, np.hypot(s, RATIO_SPREAD * w)) / q_r, 0.0
+    )
+    # As a ghost, the feature's stronger original is 1/w times it at -g.
+    ghost = np.where(
+        p.behind & ~p.unlike_behind,
+        ghost_density(rb, 1.0 / w, np.hypot(s, RATIO_SPREAD) / w) / q_rb,
+        0.0,
+    )
+    # Either role also needs nothing at the other side.
+    nothing = 1.0 / (s * math.sqrt(2 * math.pi))
+    main *= np.where(p.behind, np.exp(-0.5 * (rb_clipped / s) ** 2) * nothing / q_rb, 1.0)
+    ghost *= np.where(p.ahead, np.exp(-0.5 * (r / s) ** 2) * nothing / q_r, 1.0)
+    terms = np.where(usable, np.log(ROLES[0] * main + ROLES[1] * ghost + ROLES[2]), 0.0)
+    llr = terms.sum(axis=1)
     k = int(np.argmax(llr))
+    support = terms[k] > 1.0
     return Verdict(
         float(llr[k]),
         float(WEIGHTS[k]),
-        int(explained[k].sum()),
-        int(expected[k].sum()),
-        forward[k] & ~backward[k] & inside,
+        int(support.sum()),
+        int(usable.sum()),
+        support & (ROLES[0] * main[k] > ROLES[1] * ghost[k]),
+        objects(features, support, 1.5 * math.hypot(*p.g)),
     )
+
+
+def objects(features: Features, chosen: npt.NDArray[np.bool_], reach: float) -> int:
+    """How many separate objects the ``chosen`` features belong to: groups of features closer
+    than ``reach`` to one another (a feature and its ghost, the lobes of one molecule) count
+    once, since they say nothing independent about a common offset."""
+    idx = np.flatnonzero(chosen)
+    if idx.size < 2:
+        return int(idx.size)
+    y, x = features.y[idx], features.x[idx]
+    close = np.hypot(y[:, None] - y[None, :], x[:, None] - x[None, :]) <= reach
+    group = np.arange(idx.size)
+    for _ in range(idx.size):  # label propagation: each takes the smallest label it touches
+        updated = np.where(close, group[None, :], idx.size).min(axis=1)
+        if np.array_equal(updated, group):
+            break
+        group = updated
+    return int(np.unique(group).size)
 
 
 def pair_lags(
@@ -502,7 +614,7 @@ def pair_lags(
     dist = np.hypot(dy, dx)
     with np.errstate(all="ignore"):
         ratio = h[None, :] / h[:, None]
-    low, high = RATIO_SLACK * WEIGHTS[0], RATIO_MAX
+    low, high = RATIO_MIN, RATIO_MAX
     use = (dist >= r_min) & (dist <= r_max) & (ratio >= low) & (ratio <= high)
     i, j = np.nonzero(use)
     if not i.size:

@@ -18,24 +18,31 @@ Method (no training; a few constants calibrated on simulated frames, see below):
    with structure (molecular islands, steps, noise recorded with the image), blind to where
    the ghost falls on a lattice translation.
 3. **Feature pairs** (:func:`~probepilot_analyzers._ghosts.judge`): compact features (local
-   extrema of the Hessian's determinant, signed, lattice removed) are checked one by one for a
-   weaker copy of the same sign at ``+g`` (or a stronger one at ``-g``), beyond their own tail
-   (the same distance in other directions), and not at ``+-2g`` as well (lattices and edges
-   repeat, ghosts do not). A log-likelihood ratio, profiled over the ghost's weight, compares
-   "every feature whose ghost would stand out of the noise has one" with the chance of a
-   partner at an arbitrary offset, measured on the same frame. Strong on sparse adsorbates.
+   extrema of the Hessian's determinant, signed, lattice removed, not along edges) are checked
+   one by one for a copy of their shape at ``+g`` (their ghost, weaker) or at ``-g`` (they are
+   the ghost), beyond their own tail, and not at ``+-2g`` as well (lattices and edges repeat,
+   ghosts do not). A log-likelihood ratio, profiled over the ghost's weight, weighs each
+   feature's partner against the chance of one at an offset with no ghost (measured on the
+   same frame, also at the candidate's distance in other directions). It counts only when
+   features of at least two separate objects agree (the lobes of one molecule pair up too).
+   Strong on sparse adsorbates.
 4. **Candidates** ``g`` come from both: the cepstrum's strongest compact peaks and the most
    common feature-to-weaker-feature vectors; the one with the most combined evidence wins. The
    weight follows from the feature / ghost heights through the two-apex formula.
 5. **Probability**: a logistic function of the feature evidence, the cepstrum peak at ``g``,
    the strongest cepstrum peak anywhere and the weight, calibrated so that 0.5 separates single
    from double on simulated frames and on simulated single-tip frames turned double by the
-   two-apex formula (training seeds; the benchmark's held-out frames use other seeds, sizes,
-   noise levels, scan directions and rotations).
+   two-apex formula (the tuning sets of ``benchmarks/bench_analyzers_double_tip.py
+   --calibrate``; the benchmark's held-out frames use other seeds, sizes, noise levels, scan
+   directions and rotations). When too few features agree, which copy is the ghost (the
+   weaker one) and its weight are read from the band-passed pixels themselves.
 
 Limits (``benchmarks/bench_analyzers_double_tip.py`` measures them): a perfect lattice with no
 defect, step or adsorbate in view shows no ghost, and the detector then says P(double) is low
-rather than guessing; ghosts closer than ``min_offset`` merge with their features.
+rather than guessing; ghosts weaker than about a fifth of the main apex's current are lost in
+the image's own structure; one or two feature pairs are as often neighbouring adsorbates as a
+ghost; ghosts closer than ``min_offset`` merge with their features. With two equal apexes
+either may be called the second one.
 """
 
 from __future__ import annotations
@@ -58,9 +65,9 @@ KAPPA = 1.0867e10
 #: Logistic calibration of P(double): intercept, then the coefficients of sqrt(feature
 #: log-likelihood ratio), the cepstrum's z-score at the offset, the strongest cepstrum z-score
 #: anywhere, and the weight. See :func:`probability`.
-CALIBRATION = (-2.982, 0.518, 0.304, 0.25, -0.487)
-#: Features that must agree on an offset before their evidence counts.
-MIN_PAIRS = 3
+CALIBRATION = (-2.566, 0.723, 0.236, 0.276, -0.891)
+#: Separate objects whose features must agree on an offset before their evidence counts.
+MIN_OBJECTS = 2
 #: The cepstrum is trusted from this many pixels out (closer, the feature's own shape dominates).
 CEPSTRUM_MIN_LAG = 3.0
 
@@ -72,8 +79,9 @@ class Evidence:
 
     g: tuple[float, float]
     llr: float  # feature log-likelihood ratio at g (0: no feature evidence)
-    explained: int  # features with a partner at g
-    expected: int  # features whose partner should be visible
+    explained: int  # features that speak for a ghost at g
+    objects: int  # separate objects among them
+    expected: int  # features that could speak
     weight: float  # current ratio of the second apex, 0 when unknown
     cepstrum: float  # cepstrum z-score at g
     cepstrum_best: float  # strongest cepstrum z-score anywhere
@@ -92,7 +100,7 @@ class DoubleTipResult:
     probability: float
     offset: tuple[float, float]  # second apex relative to the main one (x, rows), pixels
     weight: float  # current ratio of the second apex to the main one, in (0, 1]; 0: unknown
-    votes: float  # fraction of the features expected to show a ghost that do
+    votes: float  # fraction of the features that could speak for the ghost that do
     pairs: int  # features with a partner at the offset
     features: int  # compact features in the frame
     peak: float  # cepstrum z-score at the offset
@@ -116,15 +124,16 @@ def weight_from_heights(main: FloatArray, ghost: FloatArray, kappa: float = KAPP
     return np.asarray(w)
 
 
-def _feature_term(llr: float, explained: int) -> float:
-    """The feature evidence the logit uses: ``sqrt(llr)``, once at least :data:`MIN_PAIRS`
-    features agree (one or two pairs are as often two neighbouring adsorbates)."""
-    return math.sqrt(max(llr, 0.0)) if explained >= MIN_PAIRS else 0.0
+def _feature_term(llr: float, objects: int) -> float:
+    """The feature evidence the logit uses: ``sqrt(llr)``, once features of at least
+    :data:`MIN_OBJECTS` separate objects agree (one or two pairs are as often two neighbouring
+    adsorbates, or the lobes of a molecule)."""
+    return math.sqrt(max(llr, 0.0)) if objects >= MIN_OBJECTS else 0.0
 
 
-def _candidate_score(llr: float, explained: int, cepstrum: float) -> float:
+def _candidate_score(llr: float, objects: int, cepstrum: float) -> float:
     """The offset-dependent part of the logit: how candidates compete."""
-    return CALIBRATION[1] * _feature_term(llr, explained) + CALIBRATION[2] * max(cepstrum, 0.0)
+    return CALIBRATION[1] * _feature_term(llr, objects) + CALIBRATION[2] * max(cepstrum, 0.0)
 
 
 def _pixel_weight(heights: FloatArray, g: tuple[float, float], noise: float) -> float:
@@ -174,38 +183,66 @@ def evidence(
     power = spectrum.real**2 + spectrum.imag**2
     mask = bragg_mask(spectrum, ny)
     spectrum[mask] = 0.0
-    lattice_bins = int(mask.sum())
     r_min = max(2.0, min_offset / px)
     r_max = min(max_offset / px, min(ny, nx) / 4)
-    nothing = Evidence((0.0, 0.0), 0.0, 0, 0, 0.0, 0.0, 0.0, 0, lattice_bins)
+    nothing = Evidence((0.0, 0.0), 0.0, 0, 0, 0, 0.0, 0.0, 0.0, 0, int(mask.sum()))
     if r_max < r_min:
         return nothing
     blobs, heights = blob_and_height_maps(spectrum, (ny, nx), sigma)
-    uniform, weighted = gh.power_cepstra(power, mask, (ny, nx))
-    c_min = max(r_min, CEPSTRUM_MIN_LAG)
-    reach = gh.lag_reach(uniform.values.shape, r_max)
+    scene = _Scene(heights, gh.find_features(blobs, heights, sigma), 0.0, [])
+    # The cepstrum, both weightings, without lattice translations.
+    cepstra = gh.power_cepstra(power, mask, (ny, nx))
+    reach = gh.lag_reach((ny, nx), r_max)
     veto = gh.lattice_translations(power, mask, (ny, nx), reach)
-    lag_sets = [
-        gh.cepstrum_lags(c, c_min, r_max, count=4, veto=veto) for c in (uniform, weighted)
-    ]
-    cepstrum_best = max((lags.zscores[0] for lags in lag_sets if lags.zscores), default=0.0)
-    feats = gh.find_features(blobs, heights, sigma)
-
-    def cepstrum_at(g: tuple[float, float]) -> float:
-        return max(gh.lag_score(lags, g) for lags in lag_sets) if r_min <= c_min else 0.0
-
-    chance = np.zeros(len(gh.WEIGHTS))
-    if feats.y.size:
+    c_min = max(r_min, CEPSTRUM_MIN_LAG)
+    scene.lags.extend(gh.cepstrum_lags(c, c_min, r_max, count=4, veto=veto) for c in cepstra)
+    best_lag = max((lags.zscores[0] for lags in scene.lags if lags.zscores), default=0.0)
+    if scene.features.y.size:
+        # The chance that something stands out at an offset where there is no ghost.
         radius = 0.5 * (r_min + r_max)
         null = []
         for k in range(3):
             angle = 0.37 + k * math.pi / 3
-            null.extend(gh.partners(feats, heights, (radius * math.sin(angle),
-                                                      radius * math.cos(angle))))
-        chance = gh.chance_rates(null, feats)
-    candidates = [lag for lags in lag_sets for lag in lags.lags]
-    candidates += gh.pair_lags(feats, r_min, r_max, count=4)
-    best: tuple[float, gh.Partners | None, gh.Verdict | None, tuple[float, float]] | None = None
+            null.extend(
+                gh.partners(
+                    scene.features, heights, (radius * math.sin(angle), radius * math.cos(angle))
+                )
+            )
+        scene.chance = gh.hit_rate(null)
+    candidates = [lag for lags in scene.lags for lag in lags.lags]
+    candidates += gh.pair_lags(scene.features, r_min, r_max, count=4)
+    best = _choose(scene, candidates, r_min, r_max)
+    if best is None:
+        return replace(nothing, cepstrum_best=best_lag, features=int(scene.features.y.size))
+    p, v, g = best
+    if p is None or v is None or v.objects < MIN_OBJECTS or v.llr <= 0:
+        return _by_pixels(scene, g, v, best_lag, nothing.lattice_bins)
+    return _by_features(scene, p, v, best_lag, nothing.lattice_bins, kappa)
+
+
+@dataclass(slots=True)
+class _Scene:
+    """What :func:`evidence` works on: the band-passed image, its features, the chance of a
+    partner where there is no ghost, and the cepstrum peaks."""
+
+    heights: FloatArray
+    features: gh.Features
+    chance: float
+    lags: list[gh.Lags]
+
+    def cepstrum_at(self, g: tuple[float, float]) -> float:
+        return max((gh.lag_score(lags, g) for lags in self.lags), default=0.0)
+
+
+_Choice = tuple["gh.Partners | None", "gh.Verdict | None", tuple[float, float]]
+
+
+def _choose(
+    scene: _Scene, candidates: list[tuple[float, float]], r_min: float, r_max: float
+) -> _Choice | None:
+    """The candidate with the most combined evidence (both signs of each are tried)."""
+    feats, heights = scene.features, scene.heights
+    scored: list[tuple[float, gh.Partners | None, gh.Verdict | None, tuple[float, float]]] = []
     seen: set[tuple[int, int]] = set()
     for g in candidates:
         key = (round(g[0] * 2), round(g[1] * 2))
@@ -214,31 +251,75 @@ def evidence(
         seen.add(key)
         if not r_min - 0.5 <= math.hypot(*g) <= r_max + 1.0:
             continue
-        cz = cepstrum_at(g)
+        cz = scene.cepstrum_at(g)
         if not feats.y.size:
-            score = _candidate_score(0.0, 0, cz)
-            if best is None or score > best[0]:
-                best = (score, None, None, g)
+            scored.append((_candidate_score(0.0, 0, cz), None, None, g))
             continue
         for p in gh.partners(feats, heights, g):
-            v = gh.judge(p, feats, chance)
-            score = _candidate_score(v.llr, v.explained, cz)
-            if best is None or score > best[0]:
-                best = (score, p, v, p.g)
-    if best is None:
-        return replace(nothing, cepstrum_best=cepstrum_best, features=int(feats.y.size))
-    _, p, v, g = best
-    if p is None or v is None or v.explained == 0:
-        # Cepstrum only: the sign from which copy is the weaker one.
-        if _orientation(heights, g) < 0:
-            g = (-g[0], -g[1])
-        weight = _pixel_weight(heights, g, feats.noise)
-        return Evidence(g, 0.0, 0, 0, weight, cepstrum_at(g), cepstrum_best, int(feats.y.size),
-                        lattice_bins)
+            v = gh.judge(p, feats, scene.chance)
+            scored.append((_candidate_score(v.llr, v.objects, cz), p, v, p.g))
+    # The leader again, against the chance of a partner at the same distance in other
+    # directions (features of some shapes pair up more at some distances than at others; a
+    # ghost lies in one direction only), until the leader has been checked so.
+    checked: set[int] = set()
+    for _ in range(4):
+        if not scored:
+            return None
+        k = max(range(len(scored)), key=lambda j: scored[j][0])
+        _, p, v, g = scored[k]
+        if k in checked or p is None or v is None or v.objects < MIN_OBJECTS:
+            break
+        local = gh.hit_rate(gh.rotated_partners(feats, heights, g))
+        v = gh.judge(p, feats, max(scene.chance, local))
+        scored[k] = (_candidate_score(v.llr, v.objects, scene.cepstrum_at(g)), p, v, g)
+        checked.add(k)
+    _, p, v, g = max(scored, key=lambda item: item[0])
+    return p, v, g
+
+
+def _by_pixels(
+    scene: _Scene, g: tuple[float, float], v: gh.Verdict | None, best_lag: float, lattice: int
+) -> Evidence:
+    """Evidence when too few features agree: the ghost's side and weight from the pixels."""
+    if _orientation(scene.heights, g) < 0:
+        g = (-g[0], -g[1])
+    weight = _pixel_weight(scene.heights, g, scene.features.noise)
+    llr, explained, objects, expected = (
+        (max(v.llr, 0.0), v.explained, v.objects, v.expected) if v else (0.0, 0, 0, 0)
+    )
+    return Evidence(
+        g,
+        llr,
+        explained,
+        objects,
+        expected,
+        weight,
+        scene.cepstrum_at(g),
+        best_lag,
+        int(scene.features.y.size),
+        lattice,
+    )
+
+
+def _by_features(
+    scene: _Scene,
+    p: gh.Partners,
+    v: gh.Verdict,
+    best_lag: float,
+    lattice: int,
+    kappa: float,
+) -> Evidence:
+    """Evidence from the features that agree: the ghost's side (ghosts are the weaker copies),
+    a refined offset, and the weight from the feature / ghost heights."""
+    feats, heights = scene.features, scene.heights
+    ahead, behind = gh.partners(feats, heights, p.g)
+    if gh.stronger_ahead(ahead, feats) < gh.stronger_ahead(behind, feats):
+        p = behind
+        v = gh.judge(p, feats, scene.chance)
     refined = gh.refine(feats, heights, p, v.mains)
     if refined != p.g:
         p2 = gh.partners(feats, heights, refined)[0]
-        v2 = gh.judge(p2, feats, chance)
+        v2 = gh.judge(p2, feats, scene.chance)
         if v2.llr >= v.llr - 1.0:
             p, v = p2, v2
     mains = feats.height[v.mains]
@@ -249,17 +330,27 @@ def evidence(
         ratios = weight_from_heights(polarity * mains, polarity * ghosts, kappa)
         ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
         weight = float(np.clip(np.median(ratios), 0.0, 1.0)) if ratios.size else 0.0
-    return Evidence(p.g, max(v.llr, 0.0), v.explained, v.expected, weight, cepstrum_at(p.g),
-                    cepstrum_best, int(feats.y.size), lattice_bins)
+    return Evidence(
+        p.g,
+        max(v.llr, 0.0),
+        v.explained,
+        v.objects,
+        v.expected,
+        weight,
+        scene.cepstrum_at(p.g),
+        best_lag,
+        int(feats.y.size),
+        lattice,
+    )
 
 
 def probability(ev: Evidence) -> float:
     """P(double) from the evidence: a logistic function calibrated so that 0.5 is the
     decision threshold."""
-    b0, b_llr, b_cep, b_best, b_weight = CALIBRATION
+    b0, _, _, b_best, b_weight = CALIBRATION
     logit = (
         b0
-        + _candidate_score(ev.llr, ev.explained, ev.cepstrum)
+        + _candidate_score(ev.llr, ev.objects, ev.cepstrum)
         + b_best * max(ev.cepstrum_best, 0.0)
         + b_weight * ev.weight
     )
@@ -278,7 +369,11 @@ def detect(
     """P(double), the second apex's offset and weight in the levelled image ``z`` (m; pixel
     sizes in m); see :func:`evidence` for the parameters."""
     ev = evidence(
-        z, pixel, feature_size=feature_size, max_offset=max_offset, min_offset=min_offset,
+        z,
+        pixel,
+        feature_size=feature_size,
+        max_offset=max_offset,
+        min_offset=min_offset,
         kappa=kappa,
     )
     p = probability(ev) if ev.found else 0.0

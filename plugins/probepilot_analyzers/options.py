@@ -34,8 +34,10 @@ class DoubleTipOptions:
         float,
         Quantity("m"),
         Range(0.05e-9, 1e-6),
-        Doc("smallest lateral distance between two apexes that is looked for (closer ghosts "
-            "merge with their features)"),
+        Doc(
+            "smallest lateral distance between two apexes that is looked for (closer ghosts "
+            "merge with their features)"
+        ),
     ] = 0.4e-9
     threshold: Annotated[
         float, Range(0, 1), Doc("P(double) from which the message calls the tip double")
