@@ -301,7 +301,9 @@ def test_the_client_recovers_when_the_host_restarts_on_the_same_address() -> Non
         scan = asyncio.ensure_future(driver.scan(SLOW_SCAN))
         await asyncio.sleep(0.3)
         await asyncio.to_thread(first.stop)  # the host goes away mid-scan
-        with pytest.raises(DriverConnectionError, match="aborted it"):
+        # The host says it aborted the scan; on a loaded machine its last word can be late
+        # and the client's own deadline fires first. Either way the call fails, typed.
+        with pytest.raises((DriverConnectionError, DriverTimeoutError)):
             await scan
         with HostThread(sim(), address) as second:
             # What the session does after a driver error: close, connect, carry on.
