@@ -265,10 +265,10 @@ def main() -> None:
     labels = [e.label for e in examples]
     sim_frames = [e.frame for e in examples]
     verdicts = judge(sim_frames, tip_state, double_tip)
-    sim_double = [e for e in examples if e.frame.area.pixels == 256]
+    full_size = [e.frame for e in examples if e.frame.area.pixels == 256]
     real_frames, real_labels, used = real_crops(per_image)
     real_verdicts = judge(real_frames, tip_state, double_tip)
-    timing = speed(tip_state, sim_double[0].frame)
+    timing = speed(tip_state, full_size[0])
     print(
         json.dumps(
             {

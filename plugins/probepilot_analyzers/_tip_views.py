@@ -15,14 +15,16 @@ its network), each normalised on its own:
     scale: the bands a tip change leaves, which line levelling would hide;
 ``detail``
     the central 64 x 64 pixels at full resolution (atomic resolution or its absence);
-``acf_fine`` / ``acf_white`` / ``acf_coarse``
-    autocorrelations of the full-resolution frame (high-passed with its strongest Fourier
-    power capped; whitened) at lags of +-32 pixels and (whitened) +-64 pixels in 2-pixel steps:
-    a ghost is a pair of side peaks at the apex offset wherever the features are, and a blunt
-    tip widens the central peak (:func:`autocorrelations`).
+``cepstrum`` / ``acf_white`` / ``acf_coarse``
+    the power cepstrum and the whitened autocorrelation of the full-resolution frame at lags of
+    +-32 pixels, and the autocorrelation at +-64 pixels in 2-pixel steps: a ghost is a pair of
+    side peaks at the apex offset wherever the features are, and a blunt tip widens the
+    central peak (:func:`autocorrelations`).
 
-Normalisation is robust (median and MAD, clipped at +-``CLIP``), so a frame's absolute height,
-a speck of debris or a few glitching pixels do not change what the network sees.
+Normalisation is robust: each view is a robust z-score (median and MAD) compressed by
+``arcsinh`` (linear near 0, logarithmic beyond a few units), so a frame's absolute height, a
+speck of debris or a few glitching pixels do not swamp what the network sees, while a strong
+peak still stands above a weak one.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from probepilot_analyzers._image import level, robust_std
 #: Side of every view (pixels).
 SIZE = 64
 #: Names of the views, in the order of the network's input channels.
-VIEWS = ("overview", "lines", "detail", "acf_fine", "acf_white", "acf_coarse")
-#: Robust z-scores are clipped here.
+VIEWS = ("overview", "lines", "detail", "cepstrum", "acf_white", "acf_coarse")
+#: Robust z-scores of the image are clipped here before its autocorrelations are taken.
 CLIP = 6.0
 #: Width (pixels) of the Gaussian high-pass before the autocorrelation: keeps features of a
 #: few pixels and their ghosts, drops terraces and steps that would dominate it.
@@ -87,10 +89,16 @@ def _stats(z: FloatArray) -> tuple[float, float]:
     return centre, (scale if scale > 0 else 1.0)
 
 
-def normalised(z: FloatArray, scale: float | None = None) -> FloatArray:
+def clipped(z: FloatArray) -> FloatArray:
     """Robust z-score of ``z`` (median 0, MAD-based unit), clipped to +-``CLIP``."""
+    centre, scale = _stats(z)
+    return np.clip((z - centre) / scale, -CLIP, CLIP)
+
+
+def normalised(z: FloatArray, scale: float | None = None) -> FloatArray:
+    """Robust z-score of ``z`` (with ``scale`` as its unit if given), compressed by arcsinh."""
     centre, own = _stats(z)
-    return np.clip((z - centre) / (own if scale is None else scale), -CLIP, CLIP)
+    return np.arcsinh((z - centre) / (own if scale is None else scale))
 
 
 @lru_cache(maxsize=16)
@@ -131,30 +139,34 @@ def _lags(acf: np.ndarray, half: int) -> np.ndarray:
 
 
 def autocorrelations(z: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Three autocorrelations of the clipped, Hann-windowed, zero-padded (no wrap-around)
-    ``z`` in which a ghost shows as a pair of side peaks at +-the apex offset.
+    """Three views of the clipped, Hann-windowed, zero-padded (no wrap-around) ``z`` in which
+    a ghost shows as a pair of side peaks at +-the apex offset.
 
-    ``fine``: of the high-passed frame with its strongest 5 % of Fourier power capped (a
-    lattice's Bragg peaks, a step's streak), lags +-32 pixels. ``white`` and ``coarse``: of
+    ``cepstrum``: the inverse transform of the log power spectrum, lags +-32 pixels. A second
+    apex multiplies the spectrum by ``1 + w^2 + 2 w cos(k d)`` (in the linear regime), which
+    the logarithm turns into a separate, surface-independent term with peaks at +-``d``: the
+    classic echo detector. ``white`` and ``coarse``: autocorrelations of
     the *whitened* frame (power divided by its mean at the same spatial frequency, capped at 10
     times it), so every spatial frequency counts alike and the cosine fringes a second apex
     draws across the spectrum stand out against a lattice's peaks; lags +-32 pixels, and +-64
-    pixels 2 x 2 averaged. Each is a robust z-score (the zero lag is clipped)."""
+    pixels 2 x 2 averaged. Each is a robust z-score compressed by arcsinh."""
     ny, nx = z.shape
-    clipped = normalised(z)
+    image = clipped(z)
     shape = (sfft.next_fast_len(ny + SIZE + 1, True), sfft.next_fast_len(nx + SIZE + 1, True))
-    spectrum = sfft.rfft2((clipped - np.mean(clipped)) * _window(ny, nx), s=shape)
-    power = (spectrum.real**2 + spectrum.imag**2) * _high_pass(shape)
-    capped = np.minimum(power, np.quantile(power[:, :: max(1, shape[1] // 64)], 0.95))
+    spectrum = sfft.rfft2((image - np.mean(image)) * _window(ny, nx), s=shape)
+    raw = spectrum.real**2 + spectrum.imag**2
+    # The median power keeps the noise-dominated bins from ruling the logarithm.
+    log_power = np.log(raw + float(np.median(raw[:, :: max(1, shape[1] // 64)])) + 1e-300)
+    power = raw * _high_pass(shape)
     radius, count = _radius(shape)
     mean = np.bincount(radius.ravel(), power.ravel(), minlength=len(count)) / np.maximum(count, 1)
     floor = 1e-12 * float(mean.max()) + 1e-300
     white = np.minimum(power / (mean[radius] + floor), 10.0)
-    fine = _lags(sfft.irfft2(capped, s=shape), SIZE // 2)
+    cepstrum = _lags(sfft.irfft2(log_power - log_power.mean(), s=shape), SIZE // 2)
     wide = _lags(sfft.irfft2(white, s=shape), SIZE)
     half = SIZE // 2
     return (
-        normalised(fine),
+        normalised(cepstrum),
         normalised(wide[SIZE - half : SIZE + half, SIZE - half : SIZE + half]),
         normalised(wide.reshape(SIZE, 2, SIZE, 2).mean(axis=(1, 3))),
     )

@@ -13,7 +13,7 @@ import click
 
 #: Defaults of the command and of ``classifier_train.train``: they made the shipped weights.
 FRAMES = 6000
-EPOCHS = 24
+EPOCHS = 20
 
 
 @click.command("classifier")

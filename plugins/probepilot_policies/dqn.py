@@ -196,7 +196,8 @@ class DoubleDqn:
             frame = None
             if self.online.spec.use_frame:
                 frame = torch.from_numpy(np.asarray(obs["frame"], np.float32)[None])
-            return self.online(features, frame)[0].numpy()
+            q: npt.NDArray[np.float32] = self.online(features, frame)[0].numpy()
+            return q
 
     def update(self, batch: dict[str, npt.NDArray[Any]]) -> float:
         """One gradient step on a sampled batch; returns the loss."""

@@ -47,6 +47,10 @@ class GaTraining:
     candidates: int = 4
     """How many of the best recipes by running mean are validated."""
     max_actions: int = 50
+    max_scans: int = 20
+    """Frames without conditioning (the verdict said good, the tip was not) after which a
+    training episode gives up and costs ``max_actions``: a recipe that leaves tips the
+    analyzers misjudge is penalised, and training does not image them for 50 frames."""
     pixels: int = 64
 
 
@@ -67,13 +71,14 @@ class RecipeEvaluator:
         manager: PluginManager,
         *,
         max_actions: int = 50,
+        max_scans: int = 50,
         pixels: int = 64,
         analyzers: Sequence[Analyzer] | None = None,
     ) -> None:
         from probepilot.episodes import ConditioningEpisode, EpisodeSettings
 
         self.max_actions = max_actions
-        settings = EpisodeSettings(max_actions=max_actions, pixels=pixels)
+        settings = EpisodeSettings(max_actions=max_actions, max_scans=max_scans, pixels=pixels)
         self.episode = ConditioningEpisode(config, manager, settings, analyzers)
         self.episodes_run = 0
 
@@ -120,7 +125,12 @@ async def _train(
 ) -> GaResult:
     start = time.perf_counter()
     evaluator = RecipeEvaluator(
-        config, manager, max_actions=t.max_actions, pixels=t.pixels, analyzers=analyzers
+        config,
+        manager,
+        max_actions=t.max_actions,
+        max_scans=t.max_scans,
+        pixels=t.pixels,
+        analyzers=analyzers,
     )
     settings = GaSettings(population=t.population, elite=min(2, t.population - 1))
     settings = GaSettings(**{**asdict(settings), "block": GENES_PER_SLOT})

@@ -145,12 +145,12 @@ def save_params(
     meta: dict[str, Any] | None = None,
 ) -> None:
     """Write an ``.npz`` weight file (float32 arrays, the spec and ``meta`` as JSON)."""
-    arrays = {n: np.asarray(params[n], dtype=np.float32) for n in layer_names(spec)}
+    arrays: dict[str, Any] = {n: np.asarray(params[n], np.float32) for n in layer_names(spec)}
+    arrays["spec"] = np.array(spec.to_json())
+    arrays["meta"] = np.array(json.dumps(meta or {}))
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as fh:
-        np.savez_compressed(
-            fh, spec=np.array(spec.to_json()), meta=np.array(json.dumps(meta or {})), **arrays
-        )
+        np.savez_compressed(fh, **arrays)
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -183,5 +183,5 @@ def _conv2d(
     x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))
     windows = windows[:, :, ::stride, ::stride]
-    out = np.einsum("nchwij,ocij->nohw", windows, weight, optimize=True)
+    out: npt.NDArray[np.float32] = np.einsum("nchwij,ocij->nohw", windows, weight, optimize=True)
     return (out + bias[None, :, None, None]).astype(np.float32)

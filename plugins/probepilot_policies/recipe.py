@@ -136,7 +136,8 @@ class Recipe:
             for j, gene in enumerate(GENES):
                 out[i, j] = (getattr(slot, gene.name) - gene.low) / (gene.high - gene.low)
         p = (self.patience - PATIENCE.low) / (PATIENCE.high - PATIENCE.low)
-        return np.clip(np.append(out.ravel(), p), 0.0, 1.0)
+        genome: np.ndarray = np.clip(np.append(out.ravel(), p), 0.0, 1.0)
+        return genome
 
     # -- files -------------------------------------------------------------------------------
 
@@ -168,13 +169,13 @@ class Recipe:
             values = {}
             for gene in GENES:
                 value = table.get(gene.name)
-                ok = isinstance(value, int | float) and math.isfinite(value)
-                if not ok or not gene.low <= float(value) <= gene.high:
+                number = float(value) if isinstance(value, int | float) else math.nan
+                if not gene.low <= number <= gene.high:  # also refuses NaN
                     raise ConfigError(
                         f"{source}: slots.{name}.{gene.name} = {value!r}: expected a number "
                         f"in [{gene.low:g}, {gene.high:g}] ({gene.doc})"
                     )
-                values[gene.name] = float(value)
+                values[gene.name] = number
             slots[name] = SlotRecipe(**values)
         patience = doc.get("patience")
         if (

@@ -129,7 +129,8 @@ class RlPolicy:
         if self.learner is not None:
             return self.learner.q_values(obs)
         frame = obs["frame"][None] if self.qnet.spec.use_frame else None
-        return self.qnet(obs["features"][None], frame)[0]
+        q: npt.NDArray[np.float32] = self.qnet(obs["features"][None], frame)[0]
+        return q
 
     def decide(self, observation: Observation) -> Action:
         if observation.tip_state in (TipState.GOOD, TipState.UNKNOWN):
@@ -187,7 +188,7 @@ class OnlineLearner:
         self.steps = 0
 
     def q_values(self, obs: dict[str, npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
-        return self.agent.q_values(obs)  # type: ignore[no-any-return]
+        return np.asarray(self.agent.q_values(obs), dtype=np.float32)
 
     def add(
         self,

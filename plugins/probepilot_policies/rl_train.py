@@ -101,7 +101,7 @@ def train_rl(
             analyzers=list(analyzers) if analyzers is not None else None,
             terminate_on="truth",
         )
-        n_actions = int(env.action_space.n)
+        n_actions = len(env.actions)
         spec = QNetSpec(FEATURES, n_actions, tuple(t.hidden), t.use_frame)
         agent = DoubleDqn(
             build_network(spec),

@@ -78,6 +78,13 @@ _pixels_option = click.option(
     help="Episodes on which the best few recipes are compared at the end.",
 )
 @_max_actions_option
+@click.option(
+    "--max-scans",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Frames without conditioning after which a training episode gives up.",
+)
 @_pixels_option
 @click.option(
     "--out",
@@ -94,6 +101,7 @@ def ga_command(
     episodes: int,
     validation: int,
     max_actions: int,
+    max_scans: int,
     pixels: int,
     out: Path,
     config_file: Path | None,
@@ -109,6 +117,7 @@ def ga_command(
         episodes=episodes,
         validation=validation,
         max_actions=max_actions,
+        max_scans=max_scans,
         pixels=pixels,
     )
     _echo(

@@ -40,8 +40,9 @@ def test_registered_through_the_entry_point() -> None:
 
 
 def test_default_config_runs_every_finished_analyzer() -> None:
+    # tip_state joins the defaults once its shipped weights pass their known answers.
     config, _ = load_config(None)
-    assert config.analyzers == ["double_tip", "drift", "tip_changes", "roughness", "tip_state"]
+    assert config.analyzers == ["double_tip", "drift", "tip_changes", "roughness"]
     for name in config.analyzers:
         assert config.options("analyzer", name) is not None
 
