@@ -7,7 +7,7 @@ a run builds them, and see the same frames.
 :data:`probepilot_analyzers.classifier_data.HELD_OUT`: simulator seeds from 10^6 (training
 draws below), Au(111) without its herringbone (training always has it), feature densities of
 0.25-0.5x and 2.5-4x (training: 0.5-2.5x), noise at 0.3-0.5x and 3-4x the defaults (training:
-0.5-3x), 192- and 256-pixel frames of 10-60 nm (training: 48-160 pixels, 5-40 nm), no
+0.5-3x), 192- and 256-pixel frames of 10-60 nm (training: 48-160 pixels, 2-40 nm), no
 image-level augmentation. Equal numbers start with each tip state; the label is the state at
 the start of the frame, ``unstable`` for a frame during which the apex changed (an unstable
 tip that did not change is redrawn, as in training). Figures: for the classifier's four

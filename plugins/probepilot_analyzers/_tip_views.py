@@ -43,6 +43,9 @@ SIZE = 64
 VIEWS = ("overview", "lines", "detail", "cepstrum", "acf_white", "acf_coarse")
 #: Robust z-scores of the image are clipped here before its autocorrelations are taken.
 CLIP = 6.0
+#: Side (pixels) of the central part of a larger frame whose autocorrelations are taken: as
+#: large as the training frames, and it keeps a 256 x 256 frame's transforms a quarter as big.
+SPECTRAL = 160
 #: Width (pixels) of the Gaussian high-pass before the autocorrelation: keeps features of a
 #: few pixels and their ghosts, drops terraces and steps that would dominate it.
 HIGH_PASS = 6.0
@@ -149,7 +152,9 @@ def autocorrelations(z: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]
     the *whitened* frame (power divided by its mean at the same spatial frequency, capped at 10
     times it), so every spatial frequency counts alike and the cosine fringes a second apex
     draws across the spectrum stand out against a lattice's peaks; lags +-32 pixels, and +-64
-    pixels 2 x 2 averaged. Each is a robust z-score compressed by arcsinh."""
+    pixels 2 x 2 averaged. Each is a robust z-score compressed by arcsinh. A frame larger than
+    :data:`SPECTRAL` pixels contributes its central :data:`SPECTRAL` x :data:`SPECTRAL`."""
+    z = _centre(z, SPECTRAL)
     ny, nx = z.shape
     image = clipped(z)
     shape = (sfft.next_fast_len(ny + SIZE + 1, True), sfft.next_fast_len(nx + SIZE + 1, True))

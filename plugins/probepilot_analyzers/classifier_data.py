@@ -12,7 +12,7 @@ during the frame looks like a good tip with, sometimes, a faint ghost; such fram
 label a picture could support and are redrawn (next seed).
 
 **Domain randomisation** (:data:`TRAINING`): the four surface presets (Au(111) with its
-herringbone, Cu(111), Si(111)-7x7, graphite), random seeds, scan sizes 5-40 nm
+herringbone, Cu(111), Si(111)-7x7, graphite), random seeds, scan sizes 2-40 nm
 (log-uniform), 48-160 pixels, any rotation, both scan directions, line times 0.03-0.2 s,
 white, 1/f and line-offset noise at 0.5-3x the defaults (independently), drift up to about
 30 pm/s, feedback bandwidths 0.3-3 kHz, feature densities 0.5-2.5x; then, on the recorded
