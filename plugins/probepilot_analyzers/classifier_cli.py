@@ -7,6 +7,7 @@ starts, and numpy, scipy and torch load only when it runs.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -28,13 +29,38 @@ EPOCHS = 20
 @click.option("--frames", default=FRAMES, show_default=True, help="Simulated training frames.")
 @click.option("--epochs", default=EPOCHS, show_default=True, help="Passes over the frames.")
 @click.option("--threads", default=2, show_default=True, help="Torch threads (results vary).")
-def classifier_command(seed: int, out: Path, frames: int, epochs: int, threads: int) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def classifier_command(
+    seed: int, out: Path, frames: int, epochs: int, threads: int, quiet: bool
+) -> None:
     """Train the tip-state classifier on simulated frames (needs torch: the `ml` extra).
 
     Same seed, threads and versions: same weights. The defaults reproduce the shipped ones.
+    Progress (frames simulated, then each epoch's loss and accuracies, with elapsed time and
+    ETA) goes to stderr: a live line on a terminal, a line per step otherwise.
     """
+    from probepilot.progress import ProgressPrinter
     from probepilot_analyzers.classifier_train import train
 
     if frames < 8 or epochs < 1:
         raise click.BadParameter("need at least 8 frames and 1 epoch")
-    train(seed=seed, frames=frames, epochs=epochs, threads=threads, out=out, echo=click.echo)
+    printer = None if quiet else ProgressPrinter(sys.stderr)
+
+    def echo(line: str) -> None:
+        if printer is not None:
+            printer.close()  # end the live line before a line on stdout
+        click.echo(line)
+
+    try:
+        train(
+            seed=seed,
+            frames=frames,
+            epochs=epochs,
+            threads=threads,
+            out=out,
+            echo=echo,
+            progress=printer,
+        )
+    finally:
+        if printer is not None:
+            printer.close()

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from probepilot.errors import PluginError
+from probepilot.progress import ProgressCallback, Update
 from probepilot_analyzers._tip_views import VIEWS
 from probepilot_analyzers.classifier_cli import EPOCHS, FRAMES
 from probepilot_analyzers.tip_state import CLASSES
@@ -135,11 +136,15 @@ def train(
     out: str | Path = "tip_state.npz",
     echo: Callable[[str], None] = print,
     data: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, object]:
     """Generate ``frames`` examples, train for ``epochs``, write the weights to ``out``.
 
     ``data`` (inputs, labels) replaces the generated examples (for experiments). Returns the
-    ``meta`` record written with the weights.
+    ``meta`` record written with the weights. ``progress`` is told of every simulated frame
+    (``simulating frames``), every batch (an epoch in progress) and every epoch (``epoch``,
+    with loss, train and validation accuracy); it does not change the result. ``echo`` gets
+    the closing line.
     """
     torch = _torch()
     from probepilot_analyzers import classifier_data as cd
@@ -148,14 +153,11 @@ def train(
     torch.set_num_threads(max(1, threads))
     torch.manual_seed(seed)
     if data is None:
-        step = max(1, frames // 20)
-
-        def progress(done: int, total: int) -> None:
-            if done % step == 0 or done == total:
-                rate = done / (time.perf_counter() - started)
-                echo(f"simulating frames: {done}/{total} ({rate:.0f}/s)")
-
-        x_all, y_all = cd.dataset(cd.TRAINING, frames, seed, progress)
+        simulated: Callable[[int, int], None] | None = None
+        if progress is not None:
+            simulated = _frames_progress(progress, started)
+            progress(Update("simulating frames", 0, frames))
+        x_all, y_all = cd.dataset(cd.TRAINING, frames, seed, simulated)
     else:
         x_all, y_all = data
     generated = time.perf_counter() - started
@@ -172,6 +174,9 @@ def train(
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
     generator = torch.Generator().manual_seed(seed)
     val_acc = float("nan")
+    batches = math.ceil(len(y_train) / BATCH)
+    if progress is not None:
+        progress(Update("epoch", 0, epochs))
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(y_train), generator=generator)
@@ -192,12 +197,18 @@ def train(
             loss_sum += float(loss.detach()) * len(index)
             correct += int((logits.argmax(1) == yb).sum())
             total += len(index)
+            if progress is not None:
+                figures = {"loss": f"{loss_sum / total:.3f}", "train acc": f"{correct / total:.1%}"}
+                partial = (start // BATCH + 1) / batches
+                progress(Update("epoch", epoch, epochs, figures, partial=min(partial, 0.999)))
         val_acc = evaluate(torch, model, x_val, y_val)
-        echo(
-            f"epoch {epoch + 1}/{epochs}: loss {loss_sum / max(total, 1):.3f}, "
-            f"train accuracy {correct / max(total, 1):.3f}, "
-            f"validation accuracy {val_acc:.3f} ({time.perf_counter() - started:.0f} s)"
-        )
+        if progress is not None:
+            figures = {
+                "loss": f"{loss_sum / max(total, 1):.3f}",
+                "train acc": f"{correct / max(total, 1):.1%}",
+                "val acc": "-" if math.isnan(val_acc) else f"{val_acc:.1%}",
+            }
+            progress(Update("epoch", epoch + 1, epochs, figures))
     meta: dict[str, object] = {
         "seed": seed,
         "frames": len(y_all),
@@ -213,6 +224,14 @@ def train(
     path = export(model, out, meta)
     echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB) in {meta['seconds_total']} s")
     return meta
+
+
+def _frames_progress(progress: ProgressCallback, started: float) -> Callable[[int, int], None]:
+    def simulated(done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        progress(Update("simulating frames", done, total, {"rate": f"{rate:.1f} frames/s"}))
+
+    return simulated
 
 
 def evaluate(torch: Any, model: Any, x: Any, y: Any) -> float:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,8 +268,24 @@ class TipPanel(BasePanel):
             xs = [n for n, _ in self.p_double]
             plt.plot(xs, [p for _, p in self.p_double], marker="braille", color="red")
             plt.hline(0.5, "gray")
+            frame_ticks(plt, xs)
         plt.ylim(0, 1)
         plt.xlabel("frame")
+
+
+def frame_ticks(plt: Any, xs: Sequence[int], count: int = 5) -> None:
+    """Whole, evenly spaced frame numbers on the x axis (1, 2 or 5 times a power of ten
+    apart, ``count`` or one more at most); plotext's own ticks read ``3186.8``."""
+    if not xs:
+        return
+    lo, hi = min(xs), max(xs)
+    raw = (hi - lo) / max(1, count)
+    step = 1
+    if raw > 1:
+        power = 10 ** math.floor(math.log10(raw))
+        step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    ticks = list(range(-(-lo // step) * step, hi + 1, step)) or [lo]
+    plt.xticks(ticks, [str(t) for t in ticks])
 
 
 class DriftPanel(BasePanel):
@@ -330,6 +346,7 @@ class DriftPanel(BasePanel):
             xs = [n for n, _, _ in self.points]
             plt.plot(xs, [vx * 1e12 for _, vx, _ in self.points], marker="braille", label="vx")
             plt.plot(xs, [vy * 1e12 for _, _, vy in self.points], marker="braille", label="vy")
+            frame_ticks(plt, xs)
         plt.xlabel("frame")
 
 
@@ -569,7 +586,7 @@ class StatsPanel(BasePanel):
         row(
             "good frames",
             Text(good, style="bold green"),
-            f"  ({s.get('good_frames', 0)} of {s.get('analysed', 0)} analysed)",
+            f"  ({s.get('good_frames', 0)}/{s.get('analysed', 0)} analysed)",
         )
         recoveries = list(s.get("recoveries") or [])
         rec = (
@@ -722,10 +739,11 @@ class DriverPanel(BasePanel):
         out.append("\nrate      ", style="dim")
         if len(d.frame_times) >= 2 and d.frame_times[-1] > d.frame_times[0]:
             per_min = (len(d.frame_times) - 1) / (d.frame_times[-1] - d.frame_times[0]) * 60
-            out.append(f"{per_min:.1f} frames/min")
+            # Whole numbers from 100 on, so that the line count still fits beside it.
+            out.append(f"{per_min:.{0 if per_min >= 100 else 1}f} frames/min")
         else:
             out.append("-")
-        out.append(f"   lines {health.get('lines', 0)}", style="dim")
+        out.append(f"  lines {health.get('lines', 0)}", style="dim")
         return out
 
 

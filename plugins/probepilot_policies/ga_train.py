@@ -25,6 +25,7 @@ import numpy as np
 from probepilot.config import Config
 from probepilot.contracts import Analyzer
 from probepilot.plugins import PluginManager
+from probepilot.progress import ProgressCallback, Stage
 from probepilot_policies.ga import GaOptions, GaPolicy
 from probepilot_policies.genetic import GaSettings, Generation, GeneticAlgorithm
 from probepilot_policies.recipe import GENES_PER_SLOT, GENOME_LENGTH, Recipe
@@ -81,6 +82,8 @@ class RecipeEvaluator:
         settings = EpisodeSettings(max_actions=max_actions, max_scans=max_scans, pixels=pixels)
         self.episode = ConditioningEpisode(config, manager, settings, analyzers)
         self.episodes_run = 0
+        self.on_episode: Callable[[], None] | None = None
+        """Called after every episode (progress within a generation)."""
 
     async def cost(self, recipe: Recipe, seeds: Sequence[int], policy_seed: int) -> float:
         """Mean actions to a good tip over ``seeds`` (``max_actions`` for a failed episode)."""
@@ -92,6 +95,8 @@ class RecipeEvaluator:
             result = await run_episode(policy, self.episode, int(seed))
             costs.append(result.actions if result.success else self.max_actions)
             self.episodes_run += 1
+            if self.on_episode is not None:
+                self.on_episode()
         return float(np.mean(costs))
 
     async def close(self) -> None:
@@ -111,9 +116,15 @@ def train_ga(
     *,
     analyzers: Sequence[Analyzer] | None = None,
     log: Callable[[str], None] = lambda line: None,
+    progress: ProgressCallback | None = None,
 ) -> GaResult:
-    """Evolve a recipe; progress lines go to ``log``."""
-    return asyncio.run(_train(training, config, manager, analyzers, log))
+    """Evolve a recipe; the closing line goes to ``log``.
+
+    ``progress`` is told of every episode (a generation or a validated candidate in progress),
+    every generation (``generation``: mean and lowest cost of the generation, the best
+    recipe's running mean) and every validated candidate (``validating candidate``, its
+    cost); it does not change the result."""
+    return asyncio.run(_train(training, config, manager, analyzers, log, progress))
 
 
 async def _train(
@@ -122,6 +133,7 @@ async def _train(
     manager: PluginManager,
     analyzers: Sequence[Analyzer] | None,
     log: Callable[[str], None],
+    progress: ProgressCallback | None = None,
 ) -> GaResult:
     start = time.perf_counter()
     evaluator = RecipeEvaluator(
@@ -135,6 +147,8 @@ async def _train(
     settings = GaSettings(population=t.population, elite=min(2, t.population - 1))
     settings = GaSettings(**{**asdict(settings), "block": GENES_PER_SLOT})
     ga = GeneticAlgorithm(GENOME_LENGTH, settings, np.random.default_rng([t.seed, 0x6A]))
+    stage = Stage(progress, "generation", t.generations, t.population * t.episodes)
+    evaluator.on_episode = lambda: stage.part()
     try:
         for generation in range(t.generations):
             seeds = episode_seeds(t.seed, generation, t.episodes)
@@ -146,17 +160,22 @@ async def _train(
             )
             report: Generation = ga.tell(costs)
             best = report.best
-            log(
-                f"generation {generation + 1}/{t.generations}: mean {costs.mean():.2f}, "
-                f"lowest {costs.min():.2f} actions; best so far {best.mean_cost:.2f} over "
-                f"{len(best.costs)} evaluation(s) [{time.perf_counter() - start:.0f} s]"
+            stage.step(
+                {
+                    "mean cost": f"{costs.mean():.2f}",
+                    "lowest": f"{costs.min():.2f}",
+                    "best so far": f"{best.mean_cost:.2f}",
+                    "over": f"{len(best.costs)} evaluation(s)",
+                }
             )
         candidates = ga.ranked()[: max(1, t.candidates)]
         seeds = episode_seeds(t.seed, 1_000_000, t.validation)
-        validated = [
-            await evaluator.cost(Recipe.from_genome(c.genome), seeds, policy_seed=1_000_000)
-            for c in candidates
-        ]
+        stage = Stage(progress, "validating candidate", len(candidates), t.validation)
+        validated: list[float] = []
+        for c in candidates:
+            cost = await evaluator.cost(Recipe.from_genome(c.genome), seeds, policy_seed=1_000_000)
+            validated.append(cost)
+            stage.step({"cost": f"{cost:.2f}", "in training": f"{c.mean_cost:.2f}"})
     finally:
         await evaluator.close()
     winner = int(np.argmin(validated))

@@ -25,6 +25,7 @@ import numpy as np
 from probepilot.config import Config
 from probepilot.contracts import Analyzer
 from probepilot.plugins import PluginManager
+from probepilot.progress import ProgressCallback, Stage
 from probepilot_policies.ga_train import TRAIN_SEED_BASE
 from probepilot_policies.qnet import NumpyQNet, QNetSpec, masked_argmax
 
@@ -74,8 +75,14 @@ def train_rl(
     *,
     analyzers: Sequence[Analyzer] | None = None,
     log: Callable[[str], None] = lambda line: None,
+    progress: ProgressCallback | None = None,
 ) -> RlResult:
-    """Train a Q-network; progress lines go to ``log``."""
+    """Train a Q-network.
+
+    ``progress`` is told of every environment step (``step``: episodes so far and, over the
+    last 100, the mean return, the median actions to a good tip and the fraction of good
+    ones; epsilon; the mean loss); it does not change the result. ``log`` gets the closing
+    line."""
     from probepilot.episodes import EpisodeSettings
     from probepilot_policies.dqn import (
         DoubleDqn,
@@ -111,11 +118,13 @@ def train_rl(
         episodes = 0
         successes: deque[bool] = deque(maxlen=100)
         lengths: deque[int] = deque(maxlen=100)
+        returns: deque[float] = deque(maxlen=100)
+        episode_return = 0.0
         losses: deque[float] = deque(maxlen=1000)
         obs, _ = env.reset(seed=_episode_seed(t.seed, episodes))
         mask = env.action_masks()
         length = 0
-        report_every = max(1, t.steps // 20)
+        stage = Stage(progress, "step", t.steps)
         for step in range(1, t.steps + 1):
             if step <= t.warmup or rng.random() < epsilon(t, step):
                 action = int(rng.choice(np.flatnonzero(mask)))
@@ -126,27 +135,38 @@ def train_rl(
             buffer.add(obs, action, reward, next_obs, terminated, next_mask)
             obs, mask = next_obs, next_mask
             length += 1
+            episode_return += float(reward)
             if terminated or truncated:
                 episodes += 1
                 successes.append(bool(terminated))
                 lengths.append(length if terminated else t.max_actions)
+                returns.append(episode_return)
+                episode_return = 0.0
                 obs, _ = env.reset(seed=_episode_seed(t.seed, episodes))
                 mask = env.action_masks()
                 length = 0
             if step > t.warmup and buffer.size >= t.batch:
                 losses.append(agent.update(buffer.sample(rng, t.batch)))
-            if step % report_every == 0 or step == t.steps:
-                log(
-                    f"step {step}/{t.steps}: {episodes} episodes, last 100: median "
-                    f"{_median(lengths)} actions, {_mean(successes):.0%} good; epsilon "
-                    f"{epsilon(t, step):.2f}, loss {_mean(losses):.3f} "
-                    f"[{time.perf_counter() - start:.0f} s]"
+            if progress is not None:
+                stage.step(
+                    {
+                        "episodes": episodes,
+                        "mean return": f"{_mean(returns):.2f}" if returns else "-",
+                        "median actions": _median(lengths),
+                        "good": f"{_mean(successes):.0%}" if successes else "-",
+                        "epsilon": f"{epsilon(t, step):.2f}",
+                        "loss": _mean(losses) if losses else "-",
+                    }
                 )
         env.close()
         qnet = to_numpy(agent.online)
     finally:
         torch.set_num_threads(threads)
     elapsed = time.perf_counter() - start
+    log(
+        f"{episodes} episodes; last 100: median {_median(lengths)} actions, "
+        f"{_mean(successes):.0%} good, mean return {_mean(returns):.2f} [{elapsed:.0f} s]"
+    )
     meta = {
         "trained_by": "probepilot train rl",
         **asdict(t),

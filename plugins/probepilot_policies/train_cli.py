@@ -1,23 +1,50 @@
 """``probepilot train ga`` and ``probepilot train rl``: evolve a recipe, train a Q-network.
 
-Both run on the simulated microscope through the conditioning episodes, print their progress
-on stderr and write one file; the ``ga`` and ``rl`` policies read it with
-``recipe = "PATH"`` / ``weights = "PATH"`` in their config table (without it they use the files
-shipped in the package, which these commands reproduce with their default settings).
+Both run on the simulated microscope through the conditioning episodes, show their progress
+on stderr (a live line on a terminal, a line per step in a log; ``--quiet``: none; see
+:mod:`probepilot.progress`), write one file and print one JSON line on stdout. The ``ga`` and
+``rl`` policies read the file with ``recipe = "PATH"`` / ``weights = "PATH"`` in their config
+table (without it they use the files shipped in the package, which these commands reproduce
+with their default settings).
 Heavy imports (the episode runner, gymnasium, torch) happen inside the commands.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:
+    from probepilot.progress import ProgressPrinter
 
-def _echo(line: str) -> None:
-    click.echo(line, err=True)
+
+class _Chatter:
+    """What a command says on stderr: lines and the progress renderer (nothing if quiet)."""
+
+    def __init__(self, quiet: bool) -> None:
+        from probepilot.progress import ProgressPrinter
+
+        self.printer: ProgressPrinter | None = None if quiet else ProgressPrinter(sys.stderr)
+
+    def echo(self, line: str) -> None:
+        if self.printer is not None:
+            self.printer.message(line)
+
+
+@contextmanager
+def _chatter(quiet: bool) -> Iterator[_Chatter]:
+    chatter = _Chatter(quiet)
+    try:
+        yield chatter
+    finally:
+        if chatter.printer is not None:
+            chatter.printer.close()
 
 
 def _load(config_file: Path | None) -> tuple[Any, Any]:
@@ -32,6 +59,11 @@ _config_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Config file whose analyzers and safety limits the episodes use (default: defaults).",
+)
+
+
+_quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="No progress or notes on stderr (the JSON line stays)."
 )
 
 
@@ -94,6 +126,7 @@ _pixels_option = click.option(
     help="Recipe file to write.",
 )
 @_config_option
+@_quiet_option
 def ga_command(
     seed: int,
     generations: int,
@@ -105,8 +138,13 @@ def ga_command(
     pixels: int,
     out: Path,
     config_file: Path | None,
+    quiet: bool,
 ) -> None:
-    """Evolve a conditioning recipe for the ga policy on the simulator."""
+    """Evolve a conditioning recipe for the ga policy on the simulator.
+
+    Progress on stderr: each generation (mean and lowest cost of its recipes, in actions to
+    a good tip, and the best recipe's running mean), then each validated candidate, with
+    elapsed time and ETA."""
     from probepilot_policies.ga_train import GaTraining, train_ga
 
     config, manager = _load(config_file)
@@ -120,14 +158,15 @@ def ga_command(
         max_scans=max_scans,
         pixels=pixels,
     )
-    _echo(
-        f"evolving a recipe: {generations} generations of {population}, {episodes} episodes "
-        f"each, analyzers {', '.join(config.analyzers)}"
-    )
-    result = train_ga(training, config, manager, log=_echo)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(result.recipe.to_json(result.meta), encoding="utf-8")
-    _echo(result.recipe.describe())
+    with _chatter(quiet) as say:
+        say.echo(
+            f"evolving a recipe: {generations} generations of {population}, {episodes} "
+            f"episodes each, analyzers {', '.join(config.analyzers)}"
+        )
+        result = train_ga(training, config, manager, log=say.echo, progress=say.printer)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(result.recipe.to_json(result.meta), encoding="utf-8")
+        say.echo(result.recipe.describe())
     click.echo(
         json.dumps(
             {
@@ -171,6 +210,7 @@ def ga_command(
     help="Weight file to write (numpy .npz).",
 )
 @_config_option
+@_quiet_option
 def rl_command(
     seed: int,
     steps: int,
@@ -180,8 +220,13 @@ def rl_command(
     pixels: int,
     out: Path,
     config_file: Path | None,
+    quiet: bool,
 ) -> None:
-    """Train the rl policy's double DQN on the simulator (CPU; torch and gymnasium)."""
+    """Train the rl policy's double DQN on the simulator (CPU; torch and gymnasium).
+
+    Progress on stderr: steps done, episodes, and over the last 100 episodes the mean
+    return, the median actions to a good tip and the fraction of good ones; epsilon, the
+    mean loss, elapsed time and ETA."""
     from probepilot_policies.dqn import require_torch
     from probepilot_policies.rl import env_module
     from probepilot_policies.rl_train import RlTraining, train_rl
@@ -197,12 +242,13 @@ def rl_command(
         max_actions=max_actions,
         pixels=pixels,
     )
-    _echo(
-        f"training a double DQN: {steps} steps, {'frame and ' if frame else ''}features, "
-        f"analyzers {', '.join(config.analyzers)}"
-    )
-    result = train_rl(training, config, manager, log=_echo)
-    result.qnet.save(out, result.meta)
+    with _chatter(quiet) as say:
+        say.echo(
+            f"training a double DQN: {steps} steps, {'frame and ' if frame else ''}features, "
+            f"analyzers {', '.join(config.analyzers)}"
+        )
+        result = train_rl(training, config, manager, log=say.echo, progress=say.printer)
+        result.qnet.save(out, result.meta)
     click.echo(
         json.dumps(
             {

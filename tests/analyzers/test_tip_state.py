@@ -245,7 +245,7 @@ def test_train_command_tiny_run_is_deterministic(tmp_path: Path) -> None:
             catch_exceptions=False,
         )
         assert result.exit_code == 0, result.output
-        assert "simulating frames: 8/8" in result.output
+        assert "simulating frames 8/8" in result.output
         assert "epoch 1/1" in result.output
         assert f"wrote {out}" in result.output
         outputs.append(Network.load(out))
