@@ -4,21 +4,38 @@ JSON line.
 Figures:
 
 - **Frame stream**: 512 x 512 float32 frames (1 MiB each) from a sender to a receiver in
-  another process over tcp loopback, 1.5 s per round, five rounds alternating: probepilot's
-  stream (``StreamPublisher.publish_frame`` -> ``RemoteLink.subscribe_frames``: msgpack
-  header, raw buffer, the watcher's credit of ``window`` frames, newest frame wins) and raw
-  pyzmq (PUSH -> PULL of the same 1 MiB buffer, ``copy=False``, high-water marks of
-  ``window`` on both sockets). Measured with window 1 (newest frame wins at its strictest:
-  what a dashboard needs) and 4. ``frames_per_s`` and ``mb_per_s`` are what the receiver got
-  (median of the rounds); ``stream_ratio`` = the median over rounds of probepilot / raw in
-  that round (each pair ran back to back, so load from other processes hits both alike), at
-  window 1 (target >= 0.7); ``stream_ratio_window_4`` the same at window 4.
+  another process over tcp loopback, 1.5 s per round, five rounds, each round running the
+  three peers back to back (so load from other processes hits them alike), at windows 2
+  (probepilot's default, what ``probepilot watch`` and its dashboard use), 1 and 4:
+
+  - probepilot: ``StreamPublisher.publish_frame`` -> ``RemoteLink.subscribe_frames``
+    (ROUTER -> DEALER; msgpack header and the raw buffer, zero copy both ways; strict
+    decoding up to the numpy view and the ``RemoteFrame``; the watcher's credit of ``window``
+    frames, newest frame wins). The producer keeps one frame ready (``publisher.demand()``),
+    as the raw sender's blocking send keeps its next frame queued.
+  - raw pyzmq, the pipe: ROUTER -> DEALER, the very same bytes (probepilot's header for such
+    a frame, then the frame's buffer), ``copy=False`` on both sides, high-water marks of
+    ``window`` on both sockets, a blocking send, a receiver that takes each message and never
+    touches its data (as probepilot's receiver here). ZeroMQ's marks do not count what the
+    kernel's socket buffers hold (several MiB on loopback), so this pipe has many frames in
+    flight whatever the window and never drops a stale one: the ceiling of the link, not a
+    stream with probepilot's guarantees.
+  - raw pyzmq, same protocol: the same sockets and bytes with probepilot's flow control done
+    in a minimal blocking loop (at most ``window`` frames unacknowledged, the receiver acks
+    each frame on arrival with probepilot's ack bytes): the best a credit stream can do here.
+
+  ``frames_per_s`` and ``mb_per_s`` are what the receivers got (median of the rounds) at
+  window 2; ``stream_ratio`` = the median over rounds of probepilot / the raw pipe at window 2
+  (target >= 0.7), ``stream_ratio_window_1`` and ``_4`` the same at windows 1 and 4;
+  ``stream_ratio_same_protocol`` = probepilot / raw same protocol at window 2;
+  ``credit_ceiling`` = raw same protocol / raw pipe at each window (what flow control itself
+  costs, whoever implements it).
 - **Round trip**: the median time of a small command, ``await driver.get_bias()`` of the
   remote driver against ``probepilot serve --driver sim`` (another process), and raw pyzmq
   REQ -> REP echoing a message of the same size, 3,000 calls each in alternating blocks of
   250 so background load hits both alike; ``rtt_ratio`` = probepilot / raw (target <= 2).
 
-Run: ``.venv/bin/python benchmarks/bench_bus.py`` (about 30 s).
+Run: ``.venv/bin/python benchmarks/bench_bus.py`` (about two minutes).
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import zmq
@@ -49,20 +67,24 @@ SECONDS = 1.5
 ROUNDS = 5
 CALLS = 3000
 BLOCK = 250
-WINDOWS = (1, 4)
+WINDOWS = (2, 1, 4)  # the first is the default window, the headline
 
 
 # ---------------------------------------------------------------------------- receivers
 
 
-def receive_raw(address: str, seconds: float, window: int) -> dict[str, float]:
-    sock = zmq.Context.instance().socket(zmq.PULL)
+def receive_raw(address: str, seconds: float, window: int, ack: bool) -> dict[str, float]:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.RCVHWM, window)
     sock.connect(address)
+    sock.send(b"hello")  # the ROUTER learns this peer (probepilot's watcher says hello too)
+    ack_bytes = wire.encode("ack", {}, seq=1)[0]  # probepilot's ack
     count = 0
     first = last = 0.0
     while True:
         frames = sock.recv_multipart(copy=False)
+        if ack:
+            sock.send(ack_bytes)  # on arrival, as probepilot's watcher does
         now = time.perf_counter()
         assert len(frames[1].buffer) == FRAME_BYTES
         if count == 0:
@@ -108,17 +130,51 @@ def result_of(proc: subprocess.Popen[str]) -> dict[str, float]:
 # ---------------------------------------------------------------------------- senders
 
 
-def stream_raw(frame: np.ndarray, window: int) -> float:
-    sock = zmq.Context.instance().socket(zmq.PUSH)
+AREA = codec.to_wire(ScanArea((0.0, 0.0), (1e-7, 1e-7), PIXELS, PIXELS))
+
+
+def frame_body(frame: np.ndarray, index: int) -> dict[str, Any]:
+    return {"index": index, "area": AREA, "channels": {"Z": {"forward": frame}}}
+
+
+def raw_sender(kind: str, frame: np.ndarray, window: int) -> tuple[Any, ...]:
+    """A bound ROUTER, its receiver (started), the receiver's identity, the bytes to send."""
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
     sock.setsockopt(zmq.SNDHWM, window)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe blocks the send (as PUSH would)
     sock.setsockopt(zmq.LINGER, 0)
     sock.bind("tcp://127.0.0.1:*")
-    proc = receiver("raw", sock.getsockopt(zmq.LAST_ENDPOINT).decode(), window)
-    header = wire.encode("frame", {"index": 0})[0]
+    proc = receiver(kind, sock.getsockopt(zmq.LAST_ENDPOINT).decode(), window)
+    identity = sock.recv_multipart()[0]
+    # The very bytes probepilot sends: its header for such a frame, then the frame's buffer.
+    header = wire.encode("frame", frame_body(frame, 1), seq=1)[0]
+    return sock, proc, [identity, header, frame]
+
+
+def stream_raw(frame: np.ndarray, window: int) -> float:
+    sock, proc, message = raw_sender("raw", frame, window)
     sock.setsockopt(zmq.SNDTIMEO, 100)
     while proc.poll() is None:
-        with contextlib.suppress(zmq.Again):  # full: try again (SNDTIMEO bounds the wait)
-            sock.send_multipart([header, frame], copy=False)
+        # full: try again (SNDTIMEO bounds the wait); gone: the receiver is done
+        with contextlib.suppress(zmq.Again, zmq.ZMQError):
+            sock.send_multipart(message, copy=False)
+    sock.close(linger=0)
+    got = result_of(proc)
+    return got["frames"] / got["seconds"]
+
+
+def stream_raw_credit(frame: np.ndarray, window: int) -> float:
+    sock, proc, message = raw_sender("raw-credit", frame, window)
+    sock.setsockopt(zmq.RCVTIMEO, 100)
+    credit = window
+    while proc.poll() is None:
+        with contextlib.suppress(zmq.ZMQError):  # gone: the receiver is done
+            while credit > 0:
+                sock.send_multipart(message, copy=False)
+                credit -= 1
+        with contextlib.suppress(zmq.Again):  # no ack yet (RCVTIMEO bounds the wait)
+            sock.recv_multipart()
+            credit += 1
     sock.close(linger=0)
     got = result_of(proc)
     return got["frames"] / got["seconds"]
@@ -128,20 +184,20 @@ async def stream_ours(frame: np.ndarray, window: int) -> float:
     publisher = StreamPublisher("tcp://127.0.0.1:0", window=window)
     await publisher.start()
     proc = receiver("ours", publisher.address, window)
-    area = codec.to_wire(ScanArea((0.0, 0.0), (1e-7, 1e-7), PIXELS, PIXELS))
-    index = 0
-    while proc.poll() is None:
-        # A producer as fast as the watcher takes frames: a new one whenever it can take one
-        # (a real run is far slower; this measures the ceiling).
-        if not publisher.wanted:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(publisher.demand(), 0.1)
-            continue
-        index += 1
-        publisher.publish_frame(
-            {"index": index, "area": area, "channels": {"Z": {"forward": frame}}}
-        )
-        await asyncio.sleep(0)
+
+    async def produce() -> None:
+        # A producer as fast as the watcher takes frames (a real run is far slower; this
+        # measures the ceiling): one frame always ready, sent the moment the watcher's credit
+        # comes back, as the raw sender's next frame waits in its queue.
+        index = 0
+        while True:
+            await publisher.demand()
+            index += 1
+            publisher.publish_frame(frame_body(frame, index))
+
+    producer = asyncio.get_running_loop().create_task(produce())
+    await asyncio.to_thread(proc.wait)  # the receiver has its figure
+    producer.cancel()
     await publisher.close(drain=0)
     got = result_of(proc)
     return got["frames"] / got["seconds"]
@@ -214,22 +270,32 @@ async def round_trips(host: str, rep: str) -> dict[str, float]:
 # ---------------------------------------------------------------------------- main
 
 
+PEERS = ("probepilot", "raw_pyzmq", "raw_pyzmq_same_protocol")
+
+
+def stream(peer: str, frame: np.ndarray, window: int) -> float:
+    if peer == "probepilot":
+        return asyncio.run(stream_ours(frame, window))
+    if peer == "raw_pyzmq":
+        return stream_raw(frame, window)
+    return stream_raw_credit(frame, window)
+
+
 def main() -> None:
     frame = np.random.default_rng(0).normal(size=(PIXELS, PIXELS)).astype(np.float32)
     rounds: dict[int, dict[str, list[float]]] = {}
     for window in WINDOWS:
-        ours: list[float] = []
-        raw: list[float] = []
+        got: dict[str, list[float]] = {peer: [] for peer in PEERS}
         for _ in range(ROUNDS):
-            raw.append(stream_raw(frame, window))
-            ours.append(asyncio.run(stream_ours(frame, window)))
-        rounds[window] = {"probepilot": ours, "raw_pyzmq": raw}
-    medians = {w: {k: statistics.median(v) for k, v in r.items()} for w, r in rounds.items()}
-    ratios = {
-        w: statistics.median(o / r for o, r in zip(v["probepilot"], v["raw_pyzmq"], strict=True))
-        for w, v in rounds.items()
-    }
-    fps = medians[WINDOWS[0]]
+            for peer in PEERS:
+                got[peer].append(stream(peer, frame, window))
+        rounds[window] = got
+
+    def ratio(window: int, a: str, b: str) -> float:
+        r = rounds[window]
+        return statistics.median(x / y for x, y in zip(r[a], r[b], strict=True))
+
+    fps = {k: statistics.median(v) for k, v in rounds[WINDOWS[0]].items()}
 
     host, host_address = start(
         [
@@ -251,7 +317,7 @@ def main() -> None:
         host.wait(10)
         rep.wait(10)
 
-    stream_ratio = ratios[WINDOWS[0]]
+    stream_ratio = ratio(WINDOWS[0], "probepilot", "raw_pyzmq")
     rtt_ratio = rtt["probepilot"] / rtt["raw_pyzmq"]
     print(
         json.dumps(
@@ -260,8 +326,19 @@ def main() -> None:
                 "frame": f"{PIXELS}x{PIXELS} float32 ({FRAME_BYTES} bytes)",
                 "frames_per_s": {k: round(v, 1) for k, v in fps.items()},
                 "mb_per_s": {k: round(v * FRAME_BYTES / 1e6, 1) for k, v in fps.items()},
+                "window": WINDOWS[0],
                 "stream_ratio": round(stream_ratio, 3),
-                "stream_ratio_window_4": round(ratios[4], 3),
+                **{
+                    f"stream_ratio_window_{w}": round(ratio(w, "probepilot", "raw_pyzmq"), 3)
+                    for w in WINDOWS[1:]
+                },
+                "stream_ratio_same_protocol": round(
+                    ratio(WINDOWS[0], "probepilot", "raw_pyzmq_same_protocol"), 3
+                ),
+                "credit_ceiling": {
+                    f"window_{w}": round(ratio(w, "raw_pyzmq_same_protocol", "raw_pyzmq"), 3)
+                    for w in WINDOWS
+                },
                 "rtt_us": {k: round(v * 1e6, 1) for k, v in rtt.items()},
                 "rtt_ratio": round(rtt_ratio, 3),
                 "targets_met": {"stream": stream_ratio >= 0.7, "rtt": rtt_ratio <= 2.0},
@@ -284,7 +361,10 @@ if __name__ == "__main__":
         rep_server()
     elif len(sys.argv) > 1 and sys.argv[1].startswith("receive-"):
         kind, address, seconds, window = sys.argv[1].removeprefix("receive-"), *sys.argv[2:5]
-        receive = receive_raw if kind == "raw" else receive_ours
-        print(json.dumps(receive(address, float(seconds), int(window))))
+        if kind == "ours":
+            result = receive_ours(address, float(seconds), int(window))
+        else:
+            result = receive_raw(address, float(seconds), int(window), ack=kind == "raw-credit")
+        print(json.dumps(result))
     else:
         main()

@@ -188,13 +188,14 @@ def config_show(file: Path | None) -> None:
     default=None,
     metavar="ADDRESS",
     help="Publish the run's events and frames for `probepilot watch ADDRESS`, e.g. "
-    "tcp://127.0.0.1:5580 (stream on port + 1).",
+    "tcp://127.0.0.1:5580 (stream on port + 1). Overrides [run] publish.",
 )
 @click.option(
     "--curve-keys",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="With --publish: CurveZMQ key folder; only allow-listed watchers get in.",
+    help="With --publish (or [run] publish): CurveZMQ key folder; only allow-listed watchers "
+    "get in.",
 )
 def run(
     file: Path | None,
@@ -219,7 +220,7 @@ def run(
         raise click.UsageError("give --frames or --duration, not both")
     seconds = _duration(duration) if duration is not None else None
     cfg, manager = load_config(file)
-    published = _publish(publish, curve_keys)
+    published = _publish(publish if publish is not None else cfg.run.publish, curve_keys)
     frontend = None if headless else _frontend(manager)
     if frontend is None:
         outcome, folder = run_headless(
@@ -240,14 +241,15 @@ def run(
 
 
 def _publish(address: str | None, curve_keys: Path | None) -> tuple[str, Any] | None:
-    """``--publish`` and ``--curve-keys``, checked, as ``run_headless`` takes them."""
+    """``--publish`` (or ``[run] publish``) and ``--curve-keys``, checked, as ``run_headless``
+    takes them."""
     if address is None:
         if curve_keys is not None:
-            raise click.UsageError("--curve-keys goes with --publish")
+            raise click.UsageError("--curve-keys goes with --publish (or [run] publish)")
         return None
+    from probepilot.bus.address import check_address
     from probepilot.bus.cli import _warn_if_exposed
     from probepilot.bus.keys import server_keys
-    from probepilot.bus.sockets import check_address
 
     check_address(address, what="--publish")
     _warn_if_exposed(address, curve_keys, "the run's stream")

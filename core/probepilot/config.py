@@ -111,6 +111,14 @@ class RunOptions:
     retry_backoff: Annotated[
         float, Quantity("s"), Range(0, 600), Doc("first wait after a driver error; doubles")
     ] = 1.0
+    publish: Annotated[
+        str | None,
+        Doc(
+            "publish the run's events and frames on this ZeroMQ address for `probepilot watch`, "
+            "e.g. 'tcp://127.0.0.1:5580' (stream on port + 1); `probepilot run --publish` "
+            "overrides it"
+        ),
+    ] = None
 
 
 @dataclass(frozen=True)
@@ -321,6 +329,10 @@ def validate(
                 expected=f"one of: {', '.join(sorted(core_keys | set(SECTIONS)))}",
             )
     core = build(CoreOptions, raw, source=source, key="")
+    if core.run.publish is not None:
+        from probepilot.bus.address import check_address  # no ZeroMQ: a regular expression
+
+        check_address(core.run.publish, what="run.publish", source=source)
 
     selected: dict[str, list[tuple[str, str]]] = {
         "driver": [("driver", core.driver)],

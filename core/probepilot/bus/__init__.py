@@ -7,7 +7,9 @@
 - :mod:`~probepilot.bus.host`: ``probepilot serve``, a driver hosted for remote clients.
 - :mod:`~probepilot.bus.publisher`: a run's event stream for watchers on other machines.
 - :mod:`~probepilot.bus.watcher`: :class:`~probepilot.bus.watcher.RemoteLink`, the watcher side
-  (a :class:`~probepilot.link.RunLink`, so the dashboard works remotely unchanged).
+  (a :class:`~probepilot.link.RunLink`, so the dashboard works remotely unchanged), and
+  :func:`~probepilot.bus.watcher.send_command` (``probepilot send``).
+- :mod:`~probepilot.bus.address`: tcp addresses, checked without ZeroMQ (the config reads them).
 - :mod:`~probepilot.bus.keys`: CurveZMQ keys and the allow-list of clients.
 
 The remote driver proxy itself is a plugin (``drivers/probepilot_remote``), registered like any

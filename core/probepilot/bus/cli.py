@@ -1,5 +1,5 @@
-"""``probepilot serve``, ``probepilot watch`` and ``probepilot keys``: the command line of the
-split across machines.
+"""``probepilot serve``, ``probepilot watch``, ``probepilot send`` and ``probepilot keys``: the
+command line of the split across machines.
 
 Only click is imported here; ZeroMQ and the rest load when a command runs, so ``probepilot
 --help`` stays fast.
@@ -101,9 +101,9 @@ def serve(
     Runs on the instrument PC and stays light: it relays calls to the driver, line-by-line
     scan progress back, and aborts a scan whose client disappears. Ctrl-C stops it.
     """
+    from probepilot.bus.address import check_address
     from probepilot.bus.host import DriverHost
     from probepilot.bus.keys import server_keys
-    from probepilot.bus.sockets import check_address
     from probepilot.config import load_config
 
     check_address(address, what="--bind")
@@ -205,9 +205,9 @@ def watch(
 
     Opens the dashboard attached to the remote run; its commands (pause, stop, withdraw ...)
     go back to the run. With --headless, prints one line per event and per frame and exits
-    when the run finishes.
+    when the run finishes; `probepilot send ADDRESS COMMAND` steers the run from a shell.
     """
-    from probepilot.bus.sockets import check_address
+    from probepilot.bus.address import check_address
     from probepilot.bus.watcher import RemoteLink
     from probepilot.config import load_config
 
@@ -321,6 +321,131 @@ def _summary(kind: str, data: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# send
+
+#: The run's operator commands (``probepilot.session.COMMANDS``; a test keeps them equal) and
+#: the one argument each takes: (name, unit of a quantity or None for text, allowed values).
+OPERATOR_COMMANDS: dict[str, tuple[str, str | None, tuple[str, ...]] | None] = {
+    "pause": None,
+    "resume": None,
+    "stop": ("mode", None, ("finish", "abort")),
+    "withdraw": None,
+    "switch_policy": ("name", None, ()),
+    "set_bias": ("voltage", "V", ()),
+    "set_setpoint": ("current", "A", ()),
+}
+
+
+# (ignore_unknown_options: a negative bias, "-250mV", is an argument, not an option)
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("address")
+@click.argument("command", type=click.Choice(list(OPERATOR_COMMANDS)), metavar="COMMAND")
+@click.argument("arguments", nargs=-1, metavar="[ARGUMENT]")
+@click.option(
+    "--server-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CurveZMQ: the run's public key file (server.key).",
+)
+@click.option(
+    "--client-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CurveZMQ: this client's secret key file (NAME.key_secret).",
+)
+@click.option(
+    "--timeout",
+    default="10 s",
+    show_default=True,
+    help="How long to wait for the run's reply.",
+)
+def send(
+    address: str,
+    command: str,
+    arguments: tuple[str, ...],
+    server_key: Path | None,
+    client_key: Path | None,
+    timeout: str,
+) -> None:
+    """Steer a run published with `probepilot run --publish ADDRESS`, without the dashboard:
+    send one operator command and print the run's one-line reply.
+
+    \b
+    COMMAND and its ARGUMENT (the value alone, or NAME=VALUE):
+      pause                       pause after the current frame
+      resume                      resume (after a withdraw: approach again)
+      stop [finish|abort]         stop after the current frame (default), or now
+      withdraw                    withdraw the tip now; the run pauses
+      switch_policy POLICY        switch the conditioning policy, e.g. random
+      set_bias VOLTAGE            e.g. -250mV or "-250 mV" (the safety envelope checks it)
+      set_setpoint CURRENT        e.g. 50pA
+
+    Exits with status 1 and a one-line error when the run refuses the command (the safety
+    envelope included) or does not answer within --timeout.
+    """
+    from probepilot.bus.address import check_address
+    from probepilot.bus.watcher import send_command
+
+    check_address(address, what="ADDRESS")
+    args = _command_arguments(command, arguments)
+    seconds = _seconds(timeout, "--timeout")
+    keys = _client_keys(server_key, client_key)
+    try:
+        reply = send_command(address, command, args, keys=keys, timeout=seconds)
+    except ProbepilotError as exc:  # the run's refusal, or no reply: say which command
+        if not exc.message.startswith(f"{command}:"):
+            exc.message = f"{command}: {exc.message}"
+        raise
+    if reply.startswith("refused"):  # the safety envelope's answer to an operator action
+        raise ProbepilotError(f"{command}: {reply}")
+    click.echo(f"{command}: {reply}")
+
+
+def _command_arguments(command: str, arguments: tuple[str, ...]) -> dict[str, Any]:
+    """The arguments of an operator command from the command line, checked and converted
+    (quantities to SI floats) before anything is sent."""
+    spec = OPERATOR_COMMANDS[command]
+    if not arguments:
+        if spec is not None and command != "stop":
+            raise ConfigError(f"{command} needs a {spec[0]}", source="command line", key="ARGUMENT")
+        return {}
+    if spec is None or len(arguments) > 1:
+        takes = "no argument" if spec is None else f"one argument, its {spec[0]}"
+        raise ConfigError(
+            f"{command} takes {takes}", source="command line", key="ARGUMENT", value=arguments
+        )
+    name, unit, allowed = spec
+    text = arguments[0]
+    key, sep, value = text.partition("=")
+    if not sep:
+        key, value = name, text
+    elif key != name:
+        raise ConfigError(
+            f"{command} takes no argument {key!r}",
+            source="command line",
+            key="ARGUMENT",
+            expected=f"{name}=VALUE or the value alone",
+        )
+    if allowed and value not in allowed:
+        raise ConfigError(
+            f"{value!r} is not a {name} of {command}",
+            source="command line",
+            key=name,
+            expected=" or ".join(allowed),
+        )
+    if unit is None:
+        if not value:
+            raise ConfigError(f"{command}: empty {name}", source="command line", key=name)
+        return {name: value}
+    from probepilot.units import UnitError, parse_quantity
+
+    try:
+        return {name: parse_quantity(value, unit)}
+    except UnitError as exc:
+        raise ConfigError(str(exc), source="command line", key=name, value=value) from None
+
+
+# --------------------------------------------------------------------------------------------
 # keys
 
 
@@ -356,4 +481,4 @@ def keys_generate(folder: Path, name: str) -> None:
         )
 
 
-COMMANDS = (serve, watch, keys)
+COMMANDS = (serve, watch, send, keys)

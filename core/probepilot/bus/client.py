@@ -33,8 +33,9 @@ from typing import Any
 import zmq
 
 from probepilot.bus import codec, wire
+from probepilot.bus.address import check_address
 from probepilot.bus.keys import ClientKeys, apply_client
-from probepilot.bus.sockets import LoopSocket, check_address, configure
+from probepilot.bus.sockets import LoopSocket, configure
 from probepilot.errors import (
     DriverConnectionError,
     DriverTimeoutError,

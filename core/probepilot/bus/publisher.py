@@ -293,7 +293,11 @@ class StreamPublisher:
         """Offer a frame to every watcher: sent now to those with credit, kept as the newest
         for the others. ``body`` holds ``index`` (int, increasing), ``area`` and ``channels``
         ({name: {"forward": array, "backward": array}})."""
-        self._frame = self._encode("frame", body)
+        header, *arrays = self._encode("frame", body)
+        # Each array becomes one ZeroMQ message now, sharing the array's memory: sending it to
+        # a watcher, now or when its credit comes back, only adds a reference (zero copy, and
+        # no per-send bookkeeping on the way from an ack to the frame it lets out).
+        self._frame = [header, *(zmq.Frame(a, copy=None) for a in arrays)]
         self._frame_index = int(body["index"])
         for watcher in self.watchers.values():
             self._offer(watcher)
@@ -301,20 +305,22 @@ class StreamPublisher:
 
     @property
     def wanted(self) -> bool:
-        """True when a watcher could take a new frame at once (see :meth:`demand`)."""
+        """True when a watcher has been sent the newest frame (see :meth:`demand`)."""
         return self._demand is not None and self._demand.is_set()
 
     async def demand(self) -> None:
-        """Wait until a watcher could take a new frame at once (it has credit and holds the
-        newest). A run never waits for this; a producer that can make frames on demand
-        (a preview, a benchmark) may."""
+        """Wait until a watcher has been sent the newest frame, so that a new one would be the
+        next it gets. A run never waits for this; a producer that can make frames on demand
+        (a preview, a benchmark) may: it then keeps one frame ready, which goes out the moment
+        the watcher's credit comes back (from the handler of its ``ack``, as a queue would
+        send it), and never makes a frame that no one gets."""
         assert self._demand is not None, "start() first"
         await self._demand.wait()
 
     def _update_demand(self) -> None:
         if self._demand is None:
             return
-        if any(w.credit > 0 and w.sent >= self._frame_index for w in self.watchers.values()):
+        if any(w.sent >= self._frame_index for w in self.watchers.values()):
             self._demand.set()
         else:
             self._demand.clear()

@@ -17,42 +17,28 @@ import asyncio
 import contextlib
 import errno
 import logging
-import re
 from collections.abc import Callable
 from typing import Any, cast
 
 import zmq
 
+from probepilot.bus.address import TCP, check_address
 from probepilot.errors import ConfigError
 
 _log = logging.getLogger(__name__)
 
-_TCP = re.compile(r"tcp://(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\s]+):(?P<port>\*|[0-9]{1,5})")
-
 # Plain ints: zmq's flag enums cost microseconds per operation on the hot path.
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
 
 #: ZMTP heartbeats: ping an idle peer every second, drop the connection after 5 s of silence.
 ZMTP_HEARTBEAT_MS = 1000
 ZMTP_TIMEOUT_MS = 5000
 
 
-def check_address(address: str, *, what: str = "address") -> str:
-    """``address`` if it is ``tcp://HOST:PORT`` (PORT a number or ``*``), else ConfigError."""
-    match = _TCP.fullmatch(address.strip())
-    if match is None or (match["port"] != "*" and not 0 <= int(match["port"]) <= 65535):
-        raise ConfigError(
-            f"{address!r} is not a ZeroMQ tcp address",
-            source="command line",
-            key=what,
-            expected="tcp://HOST:PORT, e.g. tcp://127.0.0.1:5570 (port * or 0: any free port)",
-        )
-    return address.strip()
-
-
 def split(address: str) -> tuple[str, str]:
     """(host, port) of a checked tcp address; port may be ``*``."""
-    match = _TCP.fullmatch(check_address(address))
+    match = TCP.fullmatch(check_address(address))
     assert match is not None
     return match["host"], match["port"]
 
@@ -117,6 +103,26 @@ def configure(
         sock.setsockopt(zmq.HEARTBEAT_TTL, ZMTP_TIMEOUT_MS)
 
 
+def send_parts(sock: zmq.Socket[Any], parts: list[Any], flags: int = _NOBLOCK) -> None:
+    """``sock.send_multipart(parts, flags, copy=False)`` without its per-part type checks and
+    flag enums (microseconds a message on the hot path): buffers of arrays go out from their
+    own memory, small parts are copied (pyzmq's copy threshold)."""
+    last = len(parts) - 1
+    more = flags | _SNDMORE
+    for i, part in enumerate(parts):
+        sock.send(part, more if i < last else flags, copy=False)
+
+
+def recv_parts(sock: zmq.Socket[Any], flags: int = _NOBLOCK) -> list[zmq.Frame]:
+    """``sock.recv_multipart(flags, copy=False)`` without a socket option read per part."""
+    frame = sock.recv(flags, copy=False)
+    parts = [frame]
+    while frame.more:
+        frame = sock.recv(flags, copy=False)
+        parts.append(frame)
+    return parts
+
+
 def bind(sock: zmq.Socket[Any], address: str) -> str:
     """Bind ``sock``; a clear error when the port is taken or the host is not this machine's."""
     try:
@@ -139,10 +145,11 @@ class LoopSocket:
     copy) on the loop, in order; it must not block (start a task for slow work). :meth:`send`
     never blocks: it returns False when the message cannot be queued now (high-water mark
     reached, peer gone). A socket's descriptor only signals *changes* (it is edge-triggered), so
-    the socket is drained after every send too, which may have consumed the signal: on the
-    loop's next turn, or, with ``drain_now``, before :meth:`send` returns (a caller that only
-    awaits a reply afterwards saves a turn of the loop; handlers then run inside ``send``, so
-    only a caller whose state is settled before it sends may ask for it).
+    after every send, which may have consumed the signal, the socket is asked whether a message
+    waits and, if one does, drained: on the loop's next turn, or, with ``drain_now``, before
+    :meth:`send` returns (a caller that only awaits a reply afterwards saves a turn of the
+    loop; handlers then run inside ``send``, so only a caller whose state is settled before it
+    sends may ask for it).
     """
 
     #: Messages handled per turn of the loop before other callbacks get theirs.
@@ -199,7 +206,7 @@ class LoopSocket:
             try:
                 if not cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
                     return
-                frames = sock.recv_multipart(_NOBLOCK, copy=False)
+                frames = recv_parts(sock)
             except zmq.Again:
                 return
             except zmq.ZMQError as exc:
@@ -218,7 +225,7 @@ class LoopSocket:
         if self.closed:
             return False
         try:
-            self.sock.send_multipart(frames, _NOBLOCK, copy=False)
+            send_parts(self.sock, frames)
             sent = True
         except zmq.Again:
             sent = False
@@ -226,13 +233,21 @@ class LoopSocket:
             if exc.errno != errno.EHOSTUNREACH:
                 _log.warning("send failed: %s", exc)
             sent = False
-        if self._draining:
-            pass  # the drain loop under way checks the socket again
+        if self._draining or self.on_message is None:
+            pass  # the drain loop under way checks the socket again; or nothing to receive
         elif drain_now:
             self._drain()
-        else:
+        elif self._readable():
             self._schedule_drain()
         return sent
+
+    def _readable(self) -> bool:
+        """Whether a message waits. Asking also re-arms the descriptor, so when none waits the
+        loop hears of the next one: no turn of the loop is spent on an empty drain."""
+        try:
+            return bool(cast(int, self.sock.getsockopt(_EVENTS)) & _POLLIN)
+        except zmq.ZMQError:
+            return True  # let the drain find out
 
     def close(self, linger_ms: int = 0) -> None:
         """Stop serving and close the socket; idempotent."""

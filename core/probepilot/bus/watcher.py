@@ -42,14 +42,18 @@ import zmq
 
 from probepilot import __version__
 from probepilot.bus import codec, wire
+from probepilot.bus.address import check_address
 from probepilot.bus.keys import ClientKeys, apply_client
-from probepilot.bus.sockets import check_address, configure, with_port
+from probepilot.bus.sockets import configure, recv_parts, send_parts, with_port
 from probepilot.errors import ProtocolError, RemoteError
 from probepilot.events import RUN_FINISHED, Event
 from probepilot.model import ScanArea
 from probepilot.session import ScanLine
 
 _log = logging.getLogger(__name__)
+
+# Plain ints: zmq's flag enums cost microseconds per operation on the hot path.
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 #: Message types a watcher accepts on each socket.
 CONTROL_TYPES = frozenset({"welcome", "frame", "events", "reply", "error", "pong"})
@@ -82,6 +86,8 @@ class _Mailbox:
         self.scheduled = False
         self.lock = threading.Lock()
         self.active = True
+        #: Not yet handed the run's latest frame (done on the network thread, in order).
+        self.fresh = True
 
     def put(self, item: Any, *, newest_wins: bool = False) -> None:
         if self.loop is None:
@@ -174,6 +180,7 @@ class RemoteLink:
         self._last_area: tuple[Any, ScanArea] = (None, ScanArea((0.0, 0.0), (1.0, 1.0), 1, 1))
         self._mailboxes: list[_Mailbox] = []
         self._frame_mailboxes: list[_Mailbox] = []
+        self._latest: RemoteFrame | None = None  # the newest frame, for late subscribers
         self._lock = threading.Lock()
         self._outbox: deque[tuple[list[Any], concurrent.futures.Future[str] | None, int]] = deque()
         self._replies: dict[int, concurrent.futures.Future[str]] = {}
@@ -208,6 +215,11 @@ class RemoteLink:
         box = _Mailbox(callback, loop)
         with self._lock:
             boxes.append(box)
+        # A subscriber that comes after the latest frame is handed it by the network thread
+        # (so it can never overtake a newer one): a dashboard opened on a running link shows
+        # the current image at once.
+        if self._thread.is_alive():
+            self._wake()
 
         def unsubscribe() -> None:
             box.active = False
@@ -308,8 +320,9 @@ class RemoteLink:
 
     def _send(self, sock: zmq.Socket[Any], type: str, body: dict[str, Any], cid: int = 0) -> None:
         self._seq += 1
+        frames = wire.encode(type, body, seq=self._seq, cid=cid)
         with contextlib.suppress(zmq.Again):
-            sock.send_multipart(wire.encode(type, body, seq=self._seq, cid=cid), zmq.NOBLOCK)
+            send_parts(sock, frames)
 
     def _main(self) -> None:
         dealer = self._context.socket(zmq.DEALER)
@@ -349,14 +362,15 @@ class RemoteLink:
                         while True:
                             self._wake_in.recv(zmq.NOBLOCK)
                     self._flush_outbox(dealer)
+                    self._greet()
                 for sock, handle in ((dealer, self._on_control), (sub, self._on_stream)):
                     if sock not in events:
                         continue
                     for _ in range(1_000):
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
+                        # (asking is several times cheaper than the exception of an empty recv)
+                        if not sock.getsockopt(_EVENTS) & _POLLIN:
                             break
+                        frames = recv_parts(sock)
                         heard = time.monotonic()
                         stream = handle(frames, dealer)
                         if stream and stream != subscribed_to:
@@ -395,15 +409,21 @@ class RemoteLink:
     # -- control messages --------------------------------------------------------------------
 
     def _on_control(self, frames: list[zmq.Frame], dealer: zmq.Socket[Any]) -> str:
+        # Only a frame carries arrays on this socket: its credit goes back before anything
+        # else, decoding included, so the next frame is on its way while this one is handled
+        # (one that turns out malformed gives back the credit the run spent on it, too).
+        acked = len(frames) > 1
+        if acked:
+            self._send(dealer, "ack", {})
         try:
             message = wire.decode(frames, expect=CONTROL_TYPES)
-            return self._control(message, dealer)
+            return self._control(message, dealer, acked=acked)
         except ProtocolError as exc:
             self.malformed += 1
             _log.warning("malformed message from the run at %s: %s", self.address, exc)
             return ""
 
-    def _control(self, message: wire.Message, dealer: zmq.Socket[Any]) -> str:
+    def _control(self, message: wire.Message, dealer: zmq.Socket[Any], *, acked: bool) -> str:
         kind = message.type
         if kind == "welcome":
             instance = wire.field_of(message, "instance", str)
@@ -426,10 +446,11 @@ class RemoteLink:
             self._replaying_since = time.monotonic()
             return with_port(self.address, stream)
         if kind == "frame":
-            self._send(dealer, "ack", {"index": message.body.get("index", 0)})
+            if not acked:  # a frame without arrays
+                self._send(dealer, "ack", {})
             index = message.body.get("index")
-            if isinstance(index, int) and index > self.frames_received:
-                self._frame(message)
+            if type(index) is int and index > self.frames_received:
+                self._frame(message, index)
         elif kind == "events":
             self._replayed(message)
         elif kind in ("reply", "error"):
@@ -544,26 +565,27 @@ class RemoteLink:
         for box in self._boxes(self._mailboxes):
             box.put(line)
 
-    def _frame(self, message: wire.Message) -> None:
+    def _frame(self, message: wire.Message, index: int) -> None:
         body = message.body
-        index = wire.field_of(message, "index", int)
         area = self._area(body.get("area"))
-        raw = wire.field_of(message, "channels", dict)
+        raw = body.get("channels")
+        if type(raw) is not dict:
+            raise ProtocolError(f"'frame' message: 'channels' is {raw!r:.40}, expected dict")
         channels: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        shape = (area.lines, area.pixels)
         for name, pair in raw.items():
-            if not isinstance(pair, dict):
+            if type(pair) is not dict:
                 raise ProtocolError(f"frame channel {name!r} is not a map")
             forward, backward = pair.get("forward"), pair.get("backward")
-            shape = (area.lines, area.pixels)
-            if not isinstance(forward, np.ndarray) or forward.shape != shape:
+            if type(forward) is not np.ndarray or forward.shape != shape:
                 raise ProtocolError(f"frame channel {name!r}: no forward array of shape {shape}")
             if backward is not None and (
-                not isinstance(backward, np.ndarray) or backward.shape != shape
+                type(backward) is not np.ndarray or backward.shape != shape
             ):
                 raise ProtocolError(f"frame channel {name!r}: backward is not of shape {shape}")
             channels[name] = (forward, backward)
         lines_done = body.get("lines_done", area.lines)
-        lines_done = lines_done if isinstance(lines_done, int) else area.lines
+        lines_done = lines_done if type(lines_done) is int else area.lines
         event = body.get("event")
         frame = RemoteFrame(
             index,
@@ -571,30 +593,62 @@ class RemoteLink:
             lines_done,
             bool(body.get("complete", False)),
             channels,
-            event if isinstance(event, dict) else {},
+            event if type(event) is dict else {},
         )
         self.frames_received = max(self.frames_received, index)
         # If the line stream missed rows (dropped, or scanned before we attached), the whole
         # frame is handed over again as lines, in order, so a live view redraws it complete.
-        seen = self._rows.pop(index, set())
+        seen = self._rows.pop(index, None)
         boxes = self._boxes(self._mailboxes)
-        rows = range(min(lines_done, area.lines)) if boxes else range(0)
-        if all(r in seen for r in rows):
-            rows = range(0)
-        for row in rows:
+        if boxes:
+            rows = range(min(lines_done, area.lines))
+            if seen is not None and all(r in seen for r in rows):
+                rows = range(0)
+            for row in rows:
+                line = ScanLine(
+                    index,
+                    row,
+                    area.lines,
+                    area.pixels,
+                    area,
+                    {n: f[row] for n, (f, _) in channels.items()},
+                    {n: b[row] for n, (_, b) in channels.items() if b is not None},
+                )
+                for box in boxes:
+                    box.put(line)
+        for box in boxes:
+            box.fresh = False
+        self._latest = frame
+        for box in self._boxes(self._frame_mailboxes):
+            box.fresh = False
+            box.put(frame, newest_wins=True)
+
+    def _greet(self) -> None:
+        """Hand new subscribers the latest frame (as scan lines to those of :meth:`subscribe`)."""
+        frame = self._latest
+        for box in self._boxes(self._frame_mailboxes):
+            if box.fresh:
+                box.fresh = False
+                if frame is not None:
+                    box.put(frame, newest_wins=True)
+        boxes = [b for b in self._boxes(self._mailboxes) if b.fresh]
+        for box in boxes:
+            box.fresh = False
+        if frame is None or not boxes:
+            return
+        area = frame.area
+        for row in range(min(frame.lines_done, area.lines)):
             line = ScanLine(
-                index,
+                frame.index,
                 row,
                 area.lines,
                 area.pixels,
                 area,
-                {n: f[row] for n, (f, _) in channels.items()},
-                {n: b[row] for n, (_, b) in channels.items() if b is not None},
+                {n: f[row] for n, (f, _) in frame.channels.items()},
+                {n: b[row] for n, (_, b) in frame.channels.items() if b is not None},
             )
             for box in boxes:
                 box.put(line)
-        for box in self._boxes(self._frame_mailboxes):
-            box.put(frame, newest_wins=True)
 
     def _area(self, value: Any) -> ScanArea:
         """The frame's area; the last one is kept, as it rarely changes from frame to frame."""
@@ -605,6 +659,62 @@ class RemoteLink:
     def _boxes(self, boxes: list[_Mailbox]) -> list[_Mailbox]:
         with self._lock:
             return [b for b in boxes if b.active]
+
+
+#: Replies a one-shot command may meet before its own (a run answers nothing else to it).
+_COMMAND_REPLIES = frozenset({"reply", "error"})
+
+
+def send_command(
+    address: str,
+    name: str,
+    args: dict[str, Any] | None = None,
+    *,
+    keys: ClientKeys | None = None,
+    timeout: float = 10.0,
+) -> str:
+    """Send one operator command to the run published at ``address`` and return its one-line
+    reply: what ``probepilot send`` does, without a dashboard, a subscription or any frame.
+
+    The command is sent once (operator commands are not idempotent) over the run's command
+    socket, as :meth:`RemoteLink.command` sends it.
+
+    :raises ProbepilotError: the run refused it, as the run raised it (an unknown command or
+        policy, bad arguments).
+    :raises RemoteError: no reply within ``timeout`` (no run there, or, with CurveZMQ, keys the
+        run does not accept: a refused handshake is silent).
+    """
+    address = check_address(address, what="address")
+    frames = wire.encode("command", {"name": name, "args": dict(args or {})}, seq=1, cid=1)
+    context: zmq.Context[Any] = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    try:
+        configure(sock, sndhwm=10, rcvhwm=100, reconnect_max_ms=250)
+        if keys is not None:
+            apply_client(sock, keys)
+        sock.connect(address)
+        send_parts(sock, frames)  # queued until the connection is up (within the timeout)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if not sock.poll(max(1, int(left * 1000)), zmq.POLLIN):
+                continue
+            message = wire.decode(recv_parts(sock), expect=_COMMAND_REPLIES)
+            if message.cid != 1:
+                continue
+            if message.type == "error":
+                raise codec.error_from_wire(message.body, address)
+            return str(message.body.get("text", ""))
+        hint = "is `probepilot run --publish` running there?"
+        if keys is not None:
+            hint += " Is this client's key on the run's allow-list?"
+        raise RemoteError(
+            f"{name}: no reply from the run at {address} within {timeout:g} s", hint=hint
+        )
+    except zmq.ZMQError as exc:
+        raise RemoteError(f"{name}: cannot reach the run at {address}: {exc}") from None
+    finally:
+        sock.close(linger=0)
+        context.term()
 
 
 def _rebuild(data: dict[str, Any]) -> dict[str, Any]:

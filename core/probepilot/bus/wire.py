@@ -185,16 +185,20 @@ class _Descriptors:
 # Decoding
 
 
-@dataclass(frozen=True, slots=True)
 class _Ref:
     """An extension value found in a body: an array reference or something unknown."""
 
-    code: int
-    data: bytes
+    __slots__ = ("code", "data")
+
+    def __init__(self, code: int, data: bytes) -> None:
+        self.code = code
+        self.data = data
 
 
-def _ext(code: int, data: bytes) -> _Ref:
-    return _Ref(code, data)
+#: What msgpack decodes that a body holds as it is (exact types: msgpack makes no subclasses).
+_SCALARS = frozenset({type(None), bool, int, float, str, bytes})
+#: Array dtypes already checked, by their text: a receiver sees the same few again and again.
+_DTYPES: dict[str, np.dtype[Any]] = {}
 
 
 def decode(frames: Sequence[Any], *, expect: Collection[str] | None = None) -> Message:
@@ -206,8 +210,7 @@ def decode(frames: Sequence[Any], *, expect: Collection[str] | None = None) -> M
     """
     if not frames:
         raise ProtocolError("empty message: no header frame")
-    views = [_view(f) for f in frames]
-    header_bytes = views[0]
+    header_bytes = _view(frames[0])
     if header_bytes.nbytes > MAX_HEADER_BYTES:
         raise ProtocolError(
             f"header of {header_bytes.nbytes} bytes is larger than {MAX_HEADER_BYTES}"
@@ -217,7 +220,7 @@ def decode(frames: Sequence[Any], *, expect: Collection[str] | None = None) -> M
             header_bytes,
             raw=False,
             strict_map_key=True,
-            ext_hook=_ext,
+            ext_hook=_Ref,
             use_list=True,
             timestamp=0,
         )
@@ -225,48 +228,50 @@ def decode(frames: Sequence[Any], *, expect: Collection[str] | None = None) -> M
     # too deep), unhashable map keys as TypeError.
     except (ValueError, TypeError, OverflowError) as exc:
         raise ProtocolError(f"header is not valid msgpack: {exc}") from None
-    if not isinstance(header, dict):
+    if type(header) is not dict:
         raise ProtocolError(f"header is a {_kind(header)}, not a map")
     if "v" not in header:
         raise ProtocolError("header has no protocol version ('v')")
     version = header["v"]
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
+    if version != PROTOCOL_VERSION or type(version) is bool:
         raise ProtocolError(
             f"protocol version {version!r:.40}, but this probepilot speaks version "
             f"{PROTOCOL_VERSION}",
             hint="run the same probepilot version on both machines",
         )
-    keys = set(header)
-    if keys != _HEADER_KEYS:
+    if header.keys() != _HEADER_KEYS:
+        keys = set(header)
         missing, extra = sorted(_HEADER_KEYS - keys), sorted(str(k) for k in keys - _HEADER_KEYS)
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
             [f"unknown {', '.join(extra)}"] if extra else []
         )
         raise ProtocolError(f"header keys are wrong: {'; '.join(parts)}")
     kind = header["t"]
-    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
+    if type(kind) is not str or kind not in MESSAGE_TYPES:
         raise ProtocolError(f"unknown message type {kind!r:.40}")
     if expect is not None and kind not in expect:
         raise ProtocolError(
             f"unexpected {kind!r} message here (expected {', '.join(sorted(expect))})"
         )
     seq, cid, moment = header["s"], header["c"], header["ts"]
+    # (msgpack decodes integers as exactly int, booleans as bool: no subclasses to allow for)
     for name, value in (("sequence number", seq), ("correlation id", cid)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _U64:
+        if type(value) is not int or not 0 <= value < _U64:
             raise ProtocolError(f"{kind!r} message: {name} {value!r:.40} is not an unsigned int")
-    if not isinstance(moment, int | float) or isinstance(moment, bool) or not math.isfinite(moment):
+    if (type(moment) is not float and type(moment) is not int) or not math.isfinite(moment):
         raise ProtocolError(f"{kind!r} message: timestamp {moment!r:.40} is not a finite number")
-    arrays = _arrays(kind, header["a"], views[1:])
+    arrays = _arrays(kind, header["a"], frames)
     body = header["b"]
-    if not isinstance(body, dict):
+    if type(body) is not dict:
         raise ProtocolError(f"{kind!r} message: body is a {_kind(body)}, not a map")
     used = [False] * len(arrays)
-    resolved = _resolve(kind, body, arrays, used, 0)
-    if not all(used):
+    if body:
+        _resolve(kind, body, arrays, used, 0)
+    if arrays and not all(used):
         raise ProtocolError(
             f"{kind!r} message: array {used.index(False)} is sent but not referenced in the body"
         )
-    return Message(kind, resolved, seq, cid, float(moment))
+    return Message(kind, body, seq, cid, float(moment))
 
 
 def _view(frame: Any) -> memoryview:
@@ -277,78 +282,103 @@ def _view(frame: Any) -> memoryview:
         view = memoryview(buffer)
     except TypeError:
         raise ProtocolError(f"a message frame is a {_kind(frame)}, not bytes") from None
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+    return view if view.ndim == 1 and view.format == "B" else view.cast("B")
 
 
-def _arrays(kind: str, specs: Any, buffers: list[memoryview]) -> list[np.ndarray]:
-    if not isinstance(specs, list):
+def _arrays(kind: str, specs: Any, frames: Sequence[Any]) -> list[np.ndarray]:
+    """The arrays ``specs`` describes, as views of ``frames[1:]`` (the header is frame 0)."""
+    if type(specs) is not list:
         raise ProtocolError(f"{kind!r} message: array list is a {_kind(specs)}, not a list")
-    if len(specs) != len(buffers):
+    if len(specs) != len(frames) - 1:
         raise ProtocolError(
-            f"{kind!r} message: {len(specs)} arrays are described but {len(buffers)} buffers "
-            "follow the header (truncated or padded message)"
+            f"{kind!r} message: {len(specs)} arrays are described but {len(frames) - 1} "
+            "buffers follow the header (truncated or padded message)"
         )
     if len(specs) > MAX_ARRAYS:
         raise ProtocolError(f"{kind!r} message: {len(specs)} arrays, more than {MAX_ARRAYS}")
     out = []
-    for i, (spec, buffer) in enumerate(zip(specs, buffers, strict=True)):
-        where = f"{kind!r} message, array {i}"
-        if not (isinstance(spec, list) and len(spec) == 2):
-            raise ProtocolError(f"{where}: descriptor {spec!r:.60} is not [dtype, shape]")
-        dtype_text, shape = spec
-        if not isinstance(dtype_text, str) or not _DTYPE.fullmatch(dtype_text):
+    for i, spec in enumerate(specs):
+        buffer = _view(frames[i + 1])
+        if not (type(spec) is list and len(spec) == 2):
             raise ProtocolError(
-                f"{where}: dtype {dtype_text!r:.40} refused (only numeric dtypes such as '<f8' "
-                "travel; object, string and structured arrays never do)"
+                f"{kind!r} message, array {i}: descriptor {spec!r:.60} is not [dtype, shape]"
             )
-        try:
-            dtype = np.dtype(dtype_text)
-        except TypeError:
-            raise ProtocolError(f"{where}: dtype {dtype_text!r} is not a numpy dtype") from None
-        if dtype.kind not in "biufc" or dtype.str.lstrip("<>|=") != dtype_text[1:]:
-            raise ProtocolError(f"{where}: dtype {dtype_text!r} refused")
+        dtype_text, shape = spec
+        dtype = _DTYPES.get(dtype_text) if type(dtype_text) is str else None
+        if dtype is None:
+            dtype = _dtype(f"{kind!r} message, array {i}", dtype_text)
         if (
-            not isinstance(shape, list)
+            type(shape) is not list
             or len(shape) > MAX_NDIM
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+            or not all(type(n) is int and n >= 0 for n in shape)
         ):
             raise ProtocolError(
-                f"{where}: shape {shape!r:.60} is not a list of at most {MAX_NDIM} sizes"
+                f"{kind!r} message, array {i}: shape {shape!r:.60} is not a list of at most "
+                f"{MAX_NDIM} sizes"
             )
         size = math.prod(shape) * dtype.itemsize
         if size != buffer.nbytes:
             raise ProtocolError(
-                f"{where}: shape {tuple(shape)} of {dtype_text} needs {size} bytes but the "
-                f"buffer has {buffer.nbytes}"
+                f"{kind!r} message, array {i}: shape {tuple(shape)} of {dtype_text} needs {size} "
+                f"bytes but the buffer has {buffer.nbytes}"
             )
-        out.append(np.frombuffer(buffer, dtype=dtype).reshape(tuple(shape)))
+        out.append(np.ndarray(tuple(shape), dtype, buffer))
     return out
 
 
-def _resolve(kind: str, value: Any, arrays: list[np.ndarray], used: list[bool], depth: int) -> Any:
-    """``value`` with array references replaced by the arrays; anything msgpack-decoded that a
-    probepilot body may not hold (timestamps, other extension types) is refused."""
-    if value is None or isinstance(value, bool | int | float | str | bytes):
-        return value
-    if depth >= MAX_DEPTH:
-        raise ProtocolError(f"{kind!r} message: body nested deeper than {MAX_DEPTH}")
-    if isinstance(value, list):
-        return [_resolve(kind, v, arrays, used, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {k: _resolve(kind, v, arrays, used, depth + 1) for k, v in value.items()}
-    if isinstance(value, _Ref):
-        if value.code != ARRAY_EXT or len(value.data) != _INDEX.size:
-            raise ProtocolError(f"{kind!r} message: unknown msgpack extension type {value.code}")
-        (index,) = _INDEX.unpack(value.data)
-        if index >= len(arrays):
+def _dtype(where: str, dtype_text: Any) -> np.dtype[Any]:
+    """The numpy dtype ``dtype_text`` names, if it is a numeric one (remembered)."""
+    if not isinstance(dtype_text, str) or not _DTYPE.fullmatch(dtype_text):
+        raise ProtocolError(
+            f"{where}: dtype {dtype_text!r:.40} refused (only numeric dtypes such as '<f8' "
+            "travel; object, string and structured arrays never do)"
+        )
+    try:
+        dtype = np.dtype(dtype_text)
+    except TypeError:
+        raise ProtocolError(f"{where}: dtype {dtype_text!r} is not a numpy dtype") from None
+    if dtype.kind not in "biufc" or dtype.str.lstrip("<>|=") != dtype_text[1:]:
+        raise ProtocolError(f"{where}: dtype {dtype_text!r} refused")
+    _DTYPES[dtype_text] = dtype  # at most a few thousand texts match _DTYPE
+    return dtype
+
+
+def _resolve(
+    kind: str, container: Any, arrays: list[np.ndarray], used: list[bool], depth: int
+) -> None:
+    """Replace, in place, the array references in ``container`` (a map or list at nesting
+    ``depth``) by the arrays; anything msgpack-decoded that a probepilot body may not hold
+    (timestamps, other extension types) is refused."""
+    items = container.items() if type(container) is dict else enumerate(container)
+    # Assigning to an existing key or index while iterating is safe: the size never changes.
+    for key, value in items:
+        cls = type(value)
+        if cls in _SCALARS:
+            continue
+        if depth + 1 >= MAX_DEPTH:
+            raise ProtocolError(f"{kind!r} message: body nested deeper than {MAX_DEPTH}")
+        if cls is dict or cls is list:
+            _resolve(kind, value, arrays, used, depth + 1)
+        elif cls is _Ref:
+            container[key] = _array(kind, value, arrays, used)
+        else:
             raise ProtocolError(
-                f"{kind!r} message: reference to array {index}, but only {len(arrays)} were sent"
+                f"{kind!r} message: a {_kind(value)} value is not allowed in a body"
             )
-        if used[index]:
-            raise ProtocolError(f"{kind!r} message: array {index} is referenced twice")
-        used[index] = True
-        return arrays[index]
-    raise ProtocolError(f"{kind!r} message: a {_kind(value)} value is not allowed in a body")
+
+
+def _array(kind: str, ref: _Ref, arrays: list[np.ndarray], used: list[bool]) -> np.ndarray:
+    if ref.code != ARRAY_EXT or len(ref.data) != _INDEX.size:
+        raise ProtocolError(f"{kind!r} message: unknown msgpack extension type {ref.code}")
+    index = int(_INDEX.unpack(ref.data)[0])
+    if index >= len(arrays):
+        raise ProtocolError(
+            f"{kind!r} message: reference to array {index}, but only {len(arrays)} were sent"
+        )
+    if used[index]:
+        raise ProtocolError(f"{kind!r} message: array {index} is referenced twice")
+    used[index] = True
+    return arrays[index]
 
 
 def _kind(value: object) -> str:
