@@ -130,7 +130,13 @@ class CoreOptions:
         str, Doc("the tip-conditioning policy, e.g. 'rules', 'ga', 'rl', 'random'")
     ] = "random"
     analyzers: Annotated[list[str], Doc("analyzers run on every frame, in this order")] = field(
-        default_factory=lambda: ["double_tip", "drift", "tip_changes", "roughness"]
+        default_factory=lambda: [
+            "double_tip",
+            "drift",
+            "tip_changes",
+            "roughness",
+            "resolution",
+        ]
     )
     instruments: Annotated[
         list[str], Doc("auxiliary instruments a run uses (lock-in, coarse positioner, preamp)")

@@ -4,10 +4,16 @@ The session, the conditioning episodes (``probepilot bench policies``, the gymna
 environment) and ``probepilot replay`` all build observations here, so a policy sees the same
 thing whether it is trained, benchmarked or running an instrument.
 
-The tip state comes from a ``tip_state`` finding (the classifier) when one is present and
-confident; otherwise it is inferred from the physics-based findings: a confident double-tip
-finding means ``double``, tip changes during the frame mean ``unstable``, and a frame that shows
-neither is called ``good`` (these findings cannot recognise a blunt tip; the classifier can).
+The tip state, in order of evidence:
+
+1. a confident ``resolution`` finding that the frame does not resolve atoms means ``blunt``
+   (physics: a sharp apex images the lattice, a blunt one smears it away);
+2. a confident ``tip_state`` finding (the classifier) decides, except that it cannot call a
+   frame blunt that the ``resolution`` check confidently found atomically resolved;
+3. otherwise the other physics-based findings: a confident double-tip finding means ``double``,
+   tip changes during the frame mean ``unstable``, and a frame that shows neither is ``good``.
+
+Without any of these findings the state is ``unknown``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from probepilot.model import (
 
 #: Minimum confidence for a ``tip_state`` finding to decide the verdict on its own.
 CLASSIFIER_CONFIDENCE = 0.5
+#: Minimum confidence for a ``resolution`` finding to say blunt (or to veto the classifier's
+#: blunt).
+RESOLUTION_CONFIDENCE = 0.5
 #: P(double) from the double-tip detector above which the tip is called double.
 DOUBLE_THRESHOLD = 0.5
 #: Confidence of a tip-change finding above which the tip is called unstable.
@@ -38,15 +47,24 @@ HISTORY = 8
 def tip_state_from(findings: Sequence[Finding]) -> TipState:
     """The tip-state verdict of one frame's findings (see the module docstring)."""
     usable = [f for f in findings if f.values.get("status", "ok") == "ok"]
+    resolved = [
+        float(f.values.get("atomic", 1.0)) > 0.5
+        for f in usable
+        if f.kind == "resolution" and f.confidence >= RESOLUTION_CONFIDENCE
+    ]
+    if resolved and not any(resolved):
+        return TipState.BLUNT
     classified = [f for f in usable if f.kind == "tip_state" and "state" in f.values]
     if classified:
         best = max(classified, key=lambda f: f.confidence)
         if best.confidence >= CLASSIFIER_CONFIDENCE:
             try:
-                return TipState(str(best.values["state"]))
+                state = TipState(str(best.values["state"]))
             except ValueError:
-                pass  # an unknown label: fall back on the physics-based findings
-    judged = False
+                state = None  # an unknown label: fall back on the physics-based findings
+            if state is not None and not (state == TipState.BLUNT and any(resolved)):
+                return state
+    judged = bool(resolved)
     for f in usable:
         if f.kind == "double_tip":
             judged = True

@@ -144,6 +144,8 @@ def _prepare_one(frame: Frame, raw: object, name: str, min_size: int) -> Image:
     if data.shape[1] < min_size:
         raise BadImage(f"{data.shape[1]} pixels per line are too few (at least {min_size})")
     data[~np.isfinite(data)] = np.nan
+    # Pixel size from the whole array: a partial frame's lines are as far apart as a whole one's.
+    full_shape = (data.shape[0], data.shape[1])
     start, stop = usable_rows(data)
     if stop - start < min_size:
         raise BadImage(
@@ -159,7 +161,7 @@ def _prepare_one(frame: Frame, raw: object, name: str, min_size: int) -> Image:
     scale = float(np.max(np.abs(data)))
     if not math.isfinite(spread) or spread <= 1e-9 * max(scale, 1e-300) or spread == 0.0:
         raise BadImage(f"the {name} image is constant: there is nothing to analyse")
-    return Image(data, pixel_size(frame, data.shape), start, name)
+    return Image(data, pixel_size(frame, full_shape), start, name)
 
 
 def level(data: FloatArray, *, lines: bool = True) -> FloatArray:

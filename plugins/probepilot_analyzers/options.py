@@ -121,6 +121,46 @@ class RoughnessOptions:
 
 
 @dataclass(frozen=True)
+class ResolutionOptions:
+    """Options of the atomic-resolution check (``resolution``)."""
+
+    max_period: Annotated[
+        float,
+        Quantity("m"),
+        Range(0.1e-9, 20e-9),
+        Doc(
+            "longest spatial period that counts as atomic detail (coarser ones, such as terraces, "
+            "reconstructions or the herringbone, are ignored)"
+        ),
+    ] = 1e-9
+    min_period: Annotated[
+        float,
+        Quantity("m"),
+        Range(0.01e-9, 10e-9),
+        Doc(
+            "shortest spatial period that can be atomic (nearest neighbours are at least "
+            "about 0.2 nm apart); finer periodic contrast is electronic noise"
+        ),
+    ] = 0.15e-9
+    max_pixel: Annotated[
+        float,
+        Quantity("m"),
+        Range(0.01e-9, 10e-9),
+        Doc("pixels coarser than this cannot show atoms: the check says nothing (confidence 0)"),
+    ] = 0.25e-9
+    margin: Annotated[
+        float,
+        Range(0, 20),
+        Doc(
+            "how far (robust standard deviations) the strongest spectral peak must stand above "
+            "the strongest one white noise would give for the frame to count as atomically "
+            "resolved"
+        ),
+    ] = 1.2
+    channel: Annotated[str, _CHANNEL_DOC] = "Z"
+
+
+@dataclass(frozen=True)
 class TipStateOptions:
     """Options of the tip-state classifier (``tip_state``)."""
 

@@ -14,6 +14,7 @@ from probepilot_analyzers.options import (
     AdsorbateOptions,
     DoubleTipOptions,
     DriftOptions,
+    ResolutionOptions,
     RoughnessOptions,
     SurfaceStateOptions,
     TipChangeOptions,
@@ -61,6 +62,12 @@ def make_surface_state(options: SurfaceStateOptions | None) -> Analyzer:
     return SurfaceStateAnalyzer(options)
 
 
+def make_resolution(options: ResolutionOptions | None) -> Analyzer:
+    from probepilot_analyzers.resolution import ResolutionAnalyzer
+
+    return ResolutionAnalyzer(options)
+
+
 def make_tip_state(options: TipStateOptions | None) -> Analyzer:
     from probepilot_analyzers.tip_state import TipStateAnalyzer
 
@@ -92,6 +99,12 @@ def probepilot_register_analyzers(registry: Registry[Analyzer]) -> None:
         make_roughness,
         options=RoughnessOptions,
         description="roughness, clean fraction and the largest clean square for conditioning",
+    )
+    registry.register(
+        "resolution",
+        make_resolution,
+        options=ResolutionOptions,
+        description="atomic resolution from the lattice's spectral peaks (none: a blunt tip)",
     )
     registry.register(
         "tip_state",

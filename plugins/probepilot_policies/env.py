@@ -26,9 +26,9 @@ So that any agent of the RL ecosystem (stable-baselines3, sb3-contrib's Maskable
 * **Reward**: -1 per action, +10 when the tip is good.
 * **Termination**: ``terminated`` when the tip is good, by the observation's verdict
   (``terminate_on="observation"``, the default: what a real instrument can know) or by the
-  simulator's ground truth (``terminate_on="truth"``: until the tip-state classifier is
-  installed the physics-based findings cannot see a blunt tip, and the observation's verdict
-  calls it good); ``truncated`` after ``settings.max_actions`` actions.
+  simulator's ground truth (``terminate_on="truth"``: without the tip-state classifier the
+  physics-based findings miss most double tips, and the observation's verdict calls them
+  good); ``truncated`` after ``settings.max_actions`` actions.
 * **info**: ``truth`` (the true tip state as a string, or None), ``sim_time`` (simulated
   seconds), ``accepted`` (the envelope's verdict), ``tip_state`` (the observation's verdict),
   ``actions``.

@@ -17,6 +17,7 @@ NAMES = [
     "adsorbates",
     "double_tip",
     "drift",
+    "resolution",
     "roughness",
     "surface_state",
     "tip_changes",
@@ -42,7 +43,13 @@ def test_registered_through_the_entry_point() -> None:
 def test_default_config_runs_every_finished_analyzer() -> None:
     # tip_state joins the defaults once its shipped weights pass their known answers.
     config, _ = load_config(None)
-    assert config.analyzers == ["double_tip", "drift", "tip_changes", "roughness"]
+    assert config.analyzers == [
+        "double_tip",
+        "drift",
+        "tip_changes",
+        "roughness",
+        "resolution",
+    ]
     for name in config.analyzers:
         assert config.options("analyzer", name) is not None
 

@@ -14,7 +14,7 @@ from probepilot.model import Channel, Frame, ScanArea
 from probepilot.options import build
 from probepilot.plugins import make_plugin_manager
 
-NAMES = ["double_tip", "drift", "tip_changes", "roughness"]
+NAMES = ["double_tip", "drift", "tip_changes", "roughness", "resolution"]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from probepilot.store import read_any
 
 pytestmark = pytest.mark.skipif(not STM_DATA.is_dir(), reason="../shared/stm-data is absent")
 
-NAMES = ["double_tip", "drift", "tip_changes", "roughness"]
+NAMES = ["double_tip", "drift", "tip_changes", "roughness", "resolution"]
 
 
 def _frames(path: Path) -> list[Frame]:
@@ -38,6 +38,10 @@ def test_real_image_through_every_analyzer(path: Path) -> None:
             assert findings, (analyzer.name, path)
             for finding in findings:
                 assert 0.0 <= finding.confidence <= 1.0
+                if finding.kind == "resolution" and "max_pixel" in finding.message:
+                    # An overview frame: its pixels cannot show atoms, so the check abstains.
+                    assert finding.confidence == 0.0 and frame.area.pixel_size[0] > 0.25e-9
+                    continue
                 assert finding.values.get("status") in ("ok", "no_reference"), finding.message
         history.append(frame)
 
