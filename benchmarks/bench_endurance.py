@@ -69,6 +69,7 @@ def campaign(
     pixels: int,
     piezo: str,
     folder: Path,
+    analyzers: Sequence[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     _, manager = load_config(None)
@@ -83,6 +84,8 @@ def campaign(
             "retry_backoff": 0.01,
         },
     }
+    if analyzers is not None:
+        raw["analyzers"] = list(analyzers)
     if policy in manager.registry("policy") and manager.registry("policy").get(policy).options:
         fields = manager.registry("policy").get(policy).options.__dataclass_fields__
         if "seed" in fields:
@@ -124,6 +127,7 @@ def campaign(
     return {
         "benchmark": "endurance",
         "policy": policy,
+        "analyzers": list(config.analyzers),
         "outcome": outcome,
         "simulated_hours": round(s.instrument_time / 3600, 3),
         "frames": s.frames,
@@ -158,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pixels", type=int, default=128)
     parser.add_argument("--piezo", default="400 nm", help="scanner range in x and y")
+    parser.add_argument(
+        "--analyzers", default=None, help="comma-separated analyzers (default: the config's)"
+    )
     parser.add_argument("--folder", type=Path, default=None, help="where the run folder goes")
     args = parser.parse_args(argv)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="probepilot-endurance-"))
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         pixels=args.pixels,
         piezo=args.piezo,
         folder=folder,
+        analyzers=args.analyzers.split(",") if args.analyzers else None,
     )
     print(json.dumps(result))
 
