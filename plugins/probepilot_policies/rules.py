@@ -27,7 +27,12 @@ The defaults (and their order) follow the simulator's conditioning model
                       pulse -8 V, move
 ====================  =====================================================================
 
-with ``bad_frames = 1``, ``repeats = 2``. A step is ``"pulse <voltage> [<width>]"`` (200 ms by
+with ``bad_frames = 3``, ``repeats = 2``. Waiting for three bad frames in a row is cheap and a
+false alarm is not: a dip or pulse on a good apex spoils it about half the time, and the
+per-frame verdict flags some good frames (a ghost-like feature, a streak from an adsorbate
+hopping). In 12 simulated hours of the endurance campaign (seed 0), acting on the first bad frame
+left the tip truly good in 49 % of the frames, waiting for 2, 3, 4 or 5 in 74, 79, 78 and 78 %
+(Scanbot waits for 5). A step is ``"pulse <voltage> [<width>]"`` (200 ms by
 default), ``"dip <depth> [<bias>]"`` (0 V by default) or ``"move"``; quantities take units
 (``"pulse -4 V 100 ms"``, ``"dip 1.2 nm"``, ``"dip 1.2 nm -0.5 V"``). Every action still passes
 the safety envelope.
@@ -191,7 +196,7 @@ class RulesOptions:
 
     bad_frames: Annotated[
         int, Range(1, 1000), Doc("bad frames in a row before the first conditioning action")
-    ] = 1
+    ] = 3
     repeats: Annotated[
         int, Range(1, 100), Doc("attempts of each step before escalating to the next")
     ] = 2

@@ -47,7 +47,7 @@ def test_parse_step() -> None:
 
 
 def test_escalates_per_failed_attempt_and_moves_at_the_end() -> None:
-    policy = RulesPolicy(RulesOptions(repeats=2))
+    policy = RulesPolicy(RulesOptions(repeats=2, bad_frames=1))
     actions = [policy.decide(seen(TipState.UNSTABLE, n)) for n in range(1, 16)]
     table = [parse_step(s) for s in DEFAULT_UNSTABLE]
     expected: list[Any] = []
@@ -59,7 +59,7 @@ def test_escalates_per_failed_attempt_and_moves_at_the_end() -> None:
 
 
 def test_state_tables_restart_on_a_new_state_and_reset_when_good() -> None:
-    policy = RulesPolicy()
+    policy = RulesPolicy(RulesOptions(bad_frames=1))
     first_double = parse_step(DEFAULT_DOUBLE[0])
     first_unstable = parse_step(DEFAULT_UNSTABLE[0])
     assert policy.decide(seen(TipState.DOUBLE)) == first_double
@@ -81,8 +81,23 @@ def test_waits_for_bad_frames_and_never_acts_blind() -> None:
     assert policy.decide(seen(TipState.UNKNOWN, 5)) == KeepImaging()
 
 
+def test_by_default_a_bad_frame_must_be_confirmed_twice() -> None:
+    policy = RulesPolicy()
+    # A lone false alarm between good frames does nothing.
+    assert policy.decide(seen(TipState.DOUBLE, 1)) == KeepImaging()
+    assert policy.decide(seen(TipState.GOOD, 0)) == KeepImaging()
+    assert policy.decide(seen(TipState.DOUBLE, 1)) == KeepImaging()
+    assert policy.decide(seen(TipState.DOUBLE, 2)) == KeepImaging()
+    assert policy.decide(seen(TipState.DOUBLE, 3)) == parse_step(DEFAULT_DOUBLE[0])
+    # Once conditioning, every frame that is still bad gets the next attempt.
+    assert policy.decide(seen(TipState.DOUBLE, 4)) == parse_step(DEFAULT_DOUBLE[0])
+    assert policy.decide(seen(TipState.DOUBLE, 5)) == parse_step(DEFAULT_DOUBLE[1])
+
+
 def test_per_state_off_uses_the_general_table() -> None:
-    policy = RulesPolicy(RulesOptions(per_state=False, steps=["dip 1 nm", "pulse 3 V"], repeats=1))
+    policy = RulesPolicy(
+        RulesOptions(per_state=False, steps=["dip 1 nm", "pulse 3 V"], repeats=1, bad_frames=1)
+    )
     assert policy.decide(seen(TipState.UNSTABLE)) == Dip(depth=1e-9)
     assert policy.decide(seen(TipState.UNSTABLE, 2)) == Pulse(voltage=3.0, width=0.2)
     assert policy.decide(seen(TipState.UNSTABLE, 3)) == Dip(depth=1e-9)
