@@ -1,7 +1,7 @@
 """The ``rules`` policy: what a careful microscopist does, written down as escalation tables.
 
-When the tip has looked bad for ``bad_frames`` frames in a row, it works down an ordered table
-of conditioning steps, ``repeats`` attempts per step, from gentle to harsh: each frame that
+When ``bad_frames`` of the last ``window`` judged frames looked bad, it works down an ordered
+table of conditioning steps, ``repeats`` attempts per step, from gentle to harsh: each frame that
 still shows the same problem after an attempt counts as a failed attempt and moves it on. At
 the end of the table it moves to a fresh area (a coarse step: the surface under the tip may be
 what spoils it) and starts the table again. When the tip looks good it forgets everything.
@@ -27,20 +27,27 @@ The defaults (and their order) follow the simulator's conditioning model
                       pulse -8 V, move
 ====================  =====================================================================
 
-with ``bad_frames = 3``, ``repeats = 2``. Waiting for three bad frames in a row is cheap and a
-false alarm is not: a dip or pulse on a good apex spoils it about half the time, and the
-per-frame verdict flags some good frames (a ghost-like feature, a streak from an adsorbate
-hopping). In 12 simulated hours of the endurance campaign (seed 0), acting on the first bad frame
-left the tip truly good in 49 % of the frames, waiting for 2, 3, 4 or 5 in 74, 79, 78 and 78 %
-(Scanbot waits for 5). A step is ``"pulse <voltage> [<width>]"`` (200 ms by
-default), ``"dip <depth> [<bias>]"`` (0 V by default) or ``"move"``; quantities take units
-(``"pulse -4 V 100 ms"``, ``"dip 1.2 nm"``, ``"dip 1.2 nm -0.5 V"``). Every action still passes
-the safety envelope.
+with ``bad_frames = 3`` (of the last 4: ``window`` defaults to ``bad_frames + 1``) and
+``repeats = 2``. Once conditioning, every frame that still looks bad gets the next attempt; after a
+conditioning the verdict calls good, and at the end of an episode, the count starts afresh.
+Waiting for confirmation costs a few frames; a false alarm costs far more: a dip or pulse spoils
+a good apex about half the time, and in the endurance campaign's frames the per-frame verdict
+calls about one good frame in six bad. In 12 simulated hours of that campaign (seed 0) the tip
+was truly good in 49 % of the frames when acting on the first bad one, in 74 % with two bad
+frames in a row, 79 % with three in a row and 82 % with three of four (Scanbot waits for five
+bad images). The price is paid where the verdict misses bad tips: in the conditioning episodes
+of ``probepilot bench policies`` (small frames, doubles seen only now and then) the rules reach
+a good tip in about a third of the episodes instead of 73 % with ``bad_frames = 1``.
+
+A step is ``"pulse <voltage> [<width>]"`` (200 ms by default), ``"dip <depth> [<bias>]"`` (0 V
+by default) or ``"move"``; quantities take units (``"pulse -4 V 100 ms"``, ``"dip 1.2 nm"``,
+``"dip 1.2 nm -0.5 V"``). Every action still passes the safety envelope.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -197,6 +204,14 @@ class RulesOptions:
     bad_frames: Annotated[
         int, Range(1, 1000), Doc("bad frames in a row before the first conditioning action")
     ] = 3
+    window: Annotated[
+        int | None,
+        Range(1, 1000),
+        Doc(
+            "judged frames among which `bad_frames` must look bad, at least bad_frames "
+            "(default: bad_frames + 1, so one missed detection does not restart the count)"
+        ),
+    ] = None
     repeats: Annotated[
         int, Range(1, 100), Doc("attempts of each step before escalating to the next")
     ] = 2
@@ -228,6 +243,11 @@ class RulesOptions:
     ] = 1
 
     def __post_init__(self) -> None:
+        if self.window is not None and self.window < self.bad_frames:
+            raise ValueError(
+                f"window = {self.window} is less than bad_frames = {self.bad_frames}: the "
+                "window must hold that many frames"
+            )
         for name in ("steps", "unstable", "double", "blunt"):
             _table(name, getattr(self, name))
 
@@ -263,6 +283,9 @@ class RulesPolicy:
         self._state: TipState | None = None
         self._attempts = 0
         self._acted = False
+        # Whether each of the last `window` judged frames looked bad (unknown ones do not count).
+        window = self.options.window or self.options.bad_frames + 1
+        self._recent: deque[bool] = deque(maxlen=window)
 
     @property
     def attempts(self) -> int:
@@ -277,12 +300,17 @@ class RulesPolicy:
 
     def decide(self, observation: Observation) -> Action:
         state = observation.tip_state
+        if state != TipState.UNKNOWN:
+            self._recent.append(state != TipState.GOOD)
         if state in (TipState.GOOD, TipState.UNKNOWN):
             # Good: nothing to do. Unknown: nothing judged the frame; do not act blind.
             if state == TipState.GOOD:
+                if self._state is not None:
+                    # Conditioning worked: the bad frames before it say nothing about this apex.
+                    self._recent.clear()
                 self.reset()
             return KeepImaging()
-        if observation.bad_frames_in_row < self.options.bad_frames:
+        if sum(self._recent) < self.options.bad_frames:
             self._acted = False
             return KeepImaging()
         if state != self._state:
@@ -302,3 +330,4 @@ class RulesPolicy:
         seen by :meth:`decide` does too)."""
         if outcome.done:
             self.reset()
+            self._recent.clear()  # the next episode is another tip
