@@ -185,7 +185,8 @@ def level(data: FloatArray, *, lines: bool = True) -> FloatArray:
     elif ny > 1:
         sy = float(np.median(np.diff(out, axis=0)))
         out -= sy * np.arange(ny)[:, None]
-    out -= np.median(out)
+    # The offset from every other pixel of every other line: as robust, a quarter of the sort.
+    out -= np.median(out[:: 2 if ny >= 64 else 1, :: 2 if nx >= 64 else 1])
     return out
 
 

@@ -25,6 +25,7 @@ themselves at zero shift). Windowing both frames removes the border but adds a b
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -82,19 +83,31 @@ def _hann(n: int, offset: float = 0.0) -> FloatArray:
     return np.asarray(np.sin(np.pi * x / n) ** 2)
 
 
+@functools.lru_cache(maxsize=16)
+def _radial_bins(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """For an ``rfft2`` of an ``ny`` x ``nx`` image: each bin's ring (index of its spatial
+    frequency), the bins per ring (at least 1) and the number of rings minus one. Read-only:
+    a run registers frames of one size over and over."""
+    size = max(ny, nx)
+    ky = sfft.fftfreq(ny)[:, None]
+    kx = sfft.rfftfreq(nx)[None, :]
+    bins = np.minimum((np.hypot(ky, kx) * size).astype(np.intp), size).ravel()
+    count = np.maximum(np.bincount(bins, minlength=size + 1), 1)
+    bins.flags.writeable = False
+    count.flags.writeable = False
+    return bins, count, size
+
+
 def lattice_bins(magnitude: FloatArray, threshold: float = 30.0) -> np.ndarray:
     """Bins of an ``rfft2``-shaped magnitude far above the geometric mean at their spatial
     frequency (a lattice's Bragg peaks); the lowest frequencies never count."""
     ny = magnitude.shape[0]
     nx = (magnitude.shape[1] - 1) * 2
-    size = max(ny, nx)
-    ky = sfft.fftfreq(ny)[:, None]
-    kx = sfft.rfftfreq(nx)[None, :]
-    bins = np.minimum((np.hypot(ky, kx) * size).astype(np.intp), size)
-    logm = np.log(magnitude + float(magnitude.max()) * 1e-12)
-    count = np.bincount(bins.ravel(), minlength=size + 1)
-    mean = np.bincount(bins.ravel(), logm.ravel(), minlength=size + 1) / np.maximum(count, 1)
-    return np.asarray(((logm - mean[bins]) > math.log(threshold)) & (bins >= 3))
+    bins, count, size = _radial_bins(ny, nx)
+    logm = np.log(magnitude + float(magnitude.max()) * 1e-12).ravel()
+    mean = np.bincount(bins, logm, minlength=size + 1) / count
+    peaks = ((logm - mean[bins]) > math.log(threshold)) & (bins >= 3)
+    return np.asarray(peaks.reshape(magnitude.shape))
 
 
 def whole_pixels(a: FloatArray, b: FloatArray) -> tuple[int, int, float, bool]:
@@ -103,9 +116,10 @@ def whole_pixels(a: FloatArray, b: FloatArray) -> tuple[int, int, float, bool]:
     (Not at reduced resolution: averaging pixels aliases fine lattices into patterns that
     move much faster than the sample does.)"""
     sy, sx = a.shape
-    window = np.outer(_hann(sy), _hann(sx))
-    fa = sfft.rfft2((a - a.mean()) * window)
-    fb = sfft.rfft2((b - b.mean()) * window)
+    # Single precision: the peak's position needs no more, and the transforms take half the time.
+    window = np.outer(_hann(sy), _hann(sx)).astype(np.float32)
+    fa = sfft.rfft2((a - a.mean()).astype(np.float32) * window)
+    fb = sfft.rfft2((b - b.mean()).astype(np.float32) * window)
     cross = fa * np.conj(fb)
     magnitude = np.abs(cross)
     top = float(magnitude.max())
@@ -153,7 +167,10 @@ def _fine(
     fa = sfft.rfft2(ca * np.outer(_hann(my), _hann(mx)).astype(np.float32))
     usable = ~lattice_bins(np.abs(fa)) if lattice else np.ones(fa.shape, dtype=bool)
     dy = dx = 0.0
-    kyy, kxy, kxx = ky * ky, ky * kx, kx * kx
+    # The normal equations' sums as row and column sums against the frequency vectors: no
+    # full-size temporaries.
+    kyv, kxv = ky[:, 0], kx[0]
+    kyv2, kxv2 = kyv * kyv, kxv * kxv
     two_pi = 2 * np.pi
     w = residual = np.zeros(0)
     a11 = a12 = a22 = det = 0.0
@@ -169,12 +186,13 @@ def _fine(
             # arg(cross) = 2 pi k . shift: fit the residual's slope.
             residual = phase0 - two_pi * (ky * dy + kx * dx)
             residual -= two_pi * np.round(residual / two_pi)
-            a11, a12, a22 = float(np.sum(w * kyy)), float(np.sum(w * kxy)), float(np.sum(w * kxx))
+            a11, a22 = float(w.sum(axis=1) @ kyv2), float(w.sum(axis=0) @ kxv2)
+            a12 = float(kyv @ w @ kxv)
             det = a11 * a22 - a12 * a12
             if not det > 0:
                 return None
             wr = w * residual
-            b1, b2 = float(np.sum(wr * ky)), float(np.sum(wr * kx))
+            b1, b2 = float(wr.sum(axis=1) @ kyv), float(wr.sum(axis=0) @ kxv)
             step_y = (a22 * b1 - a12 * b2) / det / two_pi
             step_x = (a11 * b2 - a12 * b1) / det / two_pi
             dy += step_y
@@ -182,8 +200,8 @@ def _fine(
             residual -= two_pi * (ky * step_y + kx * step_x)
     # Sandwich (heteroscedasticity-consistent) covariance of the last fit's slope.
     wr2 = (w * residual) ** 2
-    m12 = float(np.sum(wr2 * kxy))
-    meat = np.array([[float(np.sum(wr2 * kyy)), m12], [m12, float(np.sum(wr2 * kxx))]])
+    m12 = float(kyv @ wr2 @ kxv)
+    meat = np.array([[float(wr2.sum(axis=1) @ kyv2), m12], [m12, float(wr2.sum(axis=0) @ kxv2)]])
     bread = np.array([[a22, -a12], [-a12, a11]]) / det
     cov = bread @ meat @ bread * (BIN_CORRELATION / two_pi**2)
     sigma_y = math.sqrt(max(float(cov[0, 0]), 0.0))
