@@ -13,12 +13,15 @@ import queue
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from probepilot.errors import ConfigError, ProbepilotError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
@@ -161,6 +164,27 @@ def _seconds(text: str, key: str) -> float:
     return value
 
 
+def curve_client_options(who: str) -> Callable[[F], F]:
+    """``--server-key`` and ``--client-key``, the CurveZMQ options of a command that connects
+    to a run (``who``: what the help calls the connecting side)."""
+
+    def apply(command: F) -> F:
+        command = click.option(
+            "--client-key",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help=f"CurveZMQ: this {who}'s secret key file (NAME.key_secret).",
+        )(command)
+        return click.option(
+            "--server-key",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="CurveZMQ: the run's public key file (server.key).",
+        )(command)
+
+    return apply
+
+
 # --------------------------------------------------------------------------------------------
 # watch
 
@@ -168,18 +192,7 @@ def _seconds(text: str, key: str) -> float:
 @click.command()
 @click.argument("address")
 @click.option("--headless", is_flag=True, help="No dashboard: print events and frames as lines.")
-@click.option(
-    "--server-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="CurveZMQ: the run's public key file (server.key).",
-)
-@click.option(
-    "--client-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="CurveZMQ: this watcher's secret key file (NAME.key_secret).",
-)
+@curve_client_options("watcher")
 @click.option(
     "--timeout",
     default="10 s",
@@ -341,18 +354,7 @@ OPERATOR_COMMANDS: dict[str, tuple[str, str | None, tuple[str, ...]] | None] = {
 @click.argument("address")
 @click.argument("command", type=click.Choice(list(OPERATOR_COMMANDS)), metavar="COMMAND")
 @click.argument("arguments", nargs=-1, metavar="[ARGUMENT]")
-@click.option(
-    "--server-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="CurveZMQ: the run's public key file (server.key).",
-)
-@click.option(
-    "--client-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="CurveZMQ: this client's secret key file (NAME.key_secret).",
-)
+@curve_client_options("client")
 @click.option(
     "--timeout",
     default="10 s",
