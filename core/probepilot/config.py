@@ -128,7 +128,7 @@ class CoreOptions:
     driver: Annotated[str, Doc("the driver plugin to use, e.g. 'sim' or 'nanonis'")] = "sim"
     policy: Annotated[
         str, Doc("the tip-conditioning policy, e.g. 'rules', 'ga', 'rl', 'random'")
-    ] = "random"
+    ] = "rules"
     analyzers: Annotated[list[str], Doc("analyzers run on every frame, in this order")] = field(
         default_factory=lambda: [
             "double_tip",

@@ -24,7 +24,7 @@ def write(tmp_path: Path, text: str, name: str = "probe.toml") -> Path:
 def test_defaults_need_no_file() -> None:
     config, manager = load_config(None)
     assert config.driver == "sim"
-    assert config.policy == "random"
+    assert config.policy == "rules"
     assert config.source == "<defaults>"
     assert "sim" in manager.registry("driver")
     assert config.options("driver", "sim") is not None
@@ -51,6 +51,8 @@ def test_unit_strings_become_si_once(tmp_path: Path) -> None:
 def test_swapping_the_policy_is_one_line(tmp_path: Path) -> None:
     base = 'driver = "sim"\n[policies.random]\nseed = 3\n'
     config, _ = load_config(write(tmp_path, base))
+    assert config.policy == "rules"  # the default; options of others may sit in the file
+    config, _ = load_config(write(tmp_path, 'policy = "random"\n' + base))
     assert config.policy == "random"
     assert config.options("policy", "random").seed == 3
 
@@ -141,7 +143,7 @@ def test_config_check_and_show_from_the_cli(tmp_path: Path, run_cli: CLI) -> Non
     path = write(tmp_path, '[safety]\nmax_pulse = "4 V"\n')
     ok = run_cli("config", "check", str(path))
     assert ok.returncode == 0
-    assert ok.stdout.startswith(f"{path}: ok (driver 'sim', policy 'random'")
+    assert ok.stdout.startswith(f"{path}: ok (driver 'sim', policy 'rules'")
     shown = run_cli("config", "show", "--config", str(path))
     assert shown.returncode == 0
     table = tomllib.loads(shown.stdout)
