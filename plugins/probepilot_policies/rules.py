@@ -202,7 +202,9 @@ class RulesOptions:
     """The ``[policies.rules]`` table (see the module docstring for the defaults' reasons)."""
 
     bad_frames: Annotated[
-        int, Range(1, 1000), Doc("bad frames in a row before the first conditioning action")
+        int,
+        Range(1, 1000),
+        Doc("bad frames among the last `window` judged ones before conditioning starts"),
     ] = 3
     window: Annotated[
         int | None,
