@@ -27,17 +27,21 @@ The defaults (and their order) follow the simulator's conditioning model
                       pulse -8 V, move
 ====================  =====================================================================
 
-with ``bad_frames = 3`` (of the last 4: ``window`` defaults to ``bad_frames + 1``) and
-``repeats = 2``. Once conditioning, every frame that still looks bad gets the next attempt; after a
-conditioning the verdict calls good, and at the end of an episode, the count starts afresh.
-Waiting for confirmation costs a few frames; a false alarm costs far more: a dip or pulse spoils
-a good apex about half the time, and in the endurance campaign's frames the per-frame verdict
-calls about one good frame in six bad. In 12 simulated hours of that campaign (seed 0) the tip
-was truly good in 49 % of the frames when acting on the first bad one, in 74 % with two bad
-frames in a row, 79 % with three in a row and 82 % with three of four (Scanbot waits for five
-bad images). The price is paid where the verdict misses bad tips: in the conditioning episodes
-of ``probepilot bench policies`` (small frames, doubles seen only now and then) the rules reach
-a good tip in about a third of the episodes instead of 73 % with ``bad_frames = 1``.
+with ``bad_frames = 3`` (of the last 4: ``window`` defaults to ``bad_frames + 1``),
+``trust_after = 4`` and ``repeats = 2``. Once conditioning, every frame that still looks bad gets
+the next attempt; after a conditioning the verdict calls good, and at the end of an episode, the
+count starts afresh.
+
+Confirmation is for a tip with a good record. Waiting costs a few frames; a false alarm costs far
+more: a dip or pulse spoils a good apex about half the time, and in the endurance campaign's
+frames the per-frame verdict calls about one good frame in six bad. In 12 simulated hours of that
+campaign (seed 0) the tip was truly good in 49 % of the frames when acting on the first bad one,
+in 74 % with two bad frames in a row, 79 % with three in a row and 82 % with three of four
+(Scanbot waits for five bad images). But a tip that has not yet shown ``trust_after`` good frames
+in a row (the start of a run, or of a conditioning episode) has no record to weigh a bad frame
+against, and waiting there only lets a bad tip spoil frames, all the more where the verdict
+misses bad tips now and then (small frames, doubles seen only in some): so, as a microscopist
+does with a fresh tip, the first bad frame is acted on. Trust, once earned, lasts the run.
 
 A step is ``"pulse <voltage> [<width>]"`` (200 ms by default), ``"dip <depth> [<bias>]"`` (0 V
 by default) or ``"move"``; quantities take units (``"pulse -4 V 100 ms"``, ``"dip 1.2 nm"``,
@@ -214,6 +218,15 @@ class RulesOptions:
             "(default: bad_frames + 1, so one missed detection does not restart the count)"
         ),
     ] = None
+    trust_after: Annotated[
+        int,
+        Range(0, 1000),
+        Doc(
+            "good frames in a row that earn a tip trust; until then (at the start of a run or "
+            "episode) the first bad frame is acted on, after that bad_frames of window must "
+            "look bad (0: always ask for bad_frames of window)"
+        ),
+    ] = 4
     repeats: Annotated[
         int, Range(1, 100), Doc("attempts of each step before escalating to the next")
     ] = 2
@@ -288,6 +301,9 @@ class RulesPolicy:
         # Whether each of the last `window` judged frames looked bad (unknown ones do not count).
         window = self.options.window or self.options.bad_frames + 1
         self._recent: deque[bool] = deque(maxlen=window)
+        # Good verdicts in a row so far, and whether they have earned the tip trust this run.
+        self._good_run = 0
+        self._trusted = self.options.trust_after == 0
 
     @property
     def attempts(self) -> int:
@@ -304,6 +320,9 @@ class RulesPolicy:
         state = observation.tip_state
         if state != TipState.UNKNOWN:
             self._recent.append(state != TipState.GOOD)
+            self._good_run = self._good_run + 1 if state == TipState.GOOD else 0
+            if self._good_run >= self.options.trust_after:
+                self._trusted = True
         if state in (TipState.GOOD, TipState.UNKNOWN):
             # Good: nothing to do. Unknown: nothing judged the frame; do not act blind.
             if state == TipState.GOOD:
@@ -312,7 +331,9 @@ class RulesPolicy:
                     self._recent.clear()
                 self.reset()
             return KeepImaging()
-        if sum(self._recent) < self.options.bad_frames:
+        # A tip with no good record yet is as likely bad as good: one bad frame says enough.
+        needed = self.options.bad_frames if self._trusted else 1
+        if sum(self._recent) < needed:
             self._acted = False
             return KeepImaging()
         if state != self._state:
@@ -332,4 +353,7 @@ class RulesPolicy:
         seen by :meth:`decide` does too)."""
         if outcome.done:
             self.reset()
-            self._recent.clear()  # the next episode is another tip
+            # The next episode is another tip, with no record.
+            self._recent.clear()
+            self._good_run = 0
+            self._trusted = self.options.trust_after == 0

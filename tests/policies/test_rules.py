@@ -22,6 +22,7 @@ from probepilot.model import (
 from probepilot.plugins import PluginManager
 from probepilot_policies.bench import build_policy
 from probepilot_policies.rules import (
+    DEFAULT_BLUNT,
     DEFAULT_DOUBLE,
     DEFAULT_UNSTABLE,
     MOVE,
@@ -75,7 +76,7 @@ def test_state_tables_restart_on_a_new_state_and_reset_when_good() -> None:
 
 
 def test_waits_for_bad_frames_and_never_acts_blind() -> None:
-    policy = RulesPolicy(RulesOptions(bad_frames=2))
+    policy = RulesPolicy(RulesOptions(bad_frames=2, trust_after=0))
     assert policy.decide(seen(TipState.GOOD, 0)) == KeepImaging()
     assert policy.decide(seen(TipState.BLUNT, 1)) == KeepImaging()
     assert isinstance(policy.decide(seen(TipState.BLUNT, 2)), Dip)
@@ -83,7 +84,7 @@ def test_waits_for_bad_frames_and_never_acts_blind() -> None:
 
 
 def test_acts_when_enough_of_the_recent_frames_look_bad() -> None:
-    policy = RulesPolicy(RulesOptions(bad_frames=2, window=3))
+    policy = RulesPolicy(RulesOptions(bad_frames=2, window=3, trust_after=0))
     first = parse_step(DEFAULT_DOUBLE[0])
     assert policy.decide(seen(TipState.GOOD, 0)) == KeepImaging()
     # A lone false alarm between good frames does nothing.
@@ -98,7 +99,7 @@ def test_acts_when_enough_of_the_recent_frames_look_bad() -> None:
     assert policy.decide(seen(TipState.DOUBLE, 2)) == first
     assert policy.decide(seen(TipState.DOUBLE, 3)) == parse_step(DEFAULT_DOUBLE[1])
     # Frames nothing could judge neither count nor push judged ones out of the window.
-    policy = RulesPolicy(RulesOptions(bad_frames=2, window=3))
+    policy = RulesPolicy(RulesOptions(bad_frames=2, window=3, trust_after=0))
     assert policy.decide(seen(TipState.GOOD, 0)) == KeepImaging()
     assert policy.decide(seen(TipState.BLUNT, 1)) == KeepImaging()
     assert policy.decide(seen(TipState.UNKNOWN, 1)) == KeepImaging()
@@ -107,7 +108,7 @@ def test_acts_when_enough_of_the_recent_frames_look_bad() -> None:
 
 
 def test_a_successful_conditioning_forgets_the_bad_frames_before_it() -> None:
-    policy = RulesPolicy(RulesOptions(bad_frames=2, window=3))
+    policy = RulesPolicy(RulesOptions(bad_frames=2, window=3, trust_after=0))
     assert policy.decide(seen(TipState.GOOD, 0)) == KeepImaging()
     assert policy.decide(seen(TipState.DOUBLE, 1)) == KeepImaging()
     dip = policy.decide(seen(TipState.DOUBLE, 2))
@@ -124,21 +125,45 @@ def test_a_successful_conditioning_forgets_the_bad_frames_before_it() -> None:
 def test_by_default_three_of_the_last_four_frames_must_look_bad() -> None:
     policy = RulesPolicy()
     assert (policy.options.bad_frames, policy.options.window) == (3, None)
+    assert policy.options.trust_after == 4
+    for _ in range(4):  # a good record first
+        assert policy.decide(seen(TipState.GOOD)) == KeepImaging()
     for state in (TipState.GOOD, TipState.DOUBLE, TipState.GOOD, TipState.DOUBLE):
         assert policy.decide(seen(state)) == KeepImaging()
     assert policy.decide(seen(TipState.DOUBLE)) == parse_step(DEFAULT_DOUBLE[0])
-    policy = RulesPolicy(RulesOptions(bad_frames=5))  # the window follows: 5 of the last 6
+    policy = RulesPolicy(RulesOptions(bad_frames=5, trust_after=0))  # 5 of the last 6
     verdicts = [TipState.GOOD] + [TipState.BLUNT] * 2 + [TipState.GOOD] + [TipState.BLUNT] * 2
     assert all(policy.decide(seen(state)) == KeepImaging() for state in verdicts)
     assert isinstance(policy.decide(seen(TipState.BLUNT)), Dip)
 
 
 def test_the_end_of_an_episode_forgets_the_recent_frames() -> None:
-    policy = RulesPolicy(RulesOptions(bad_frames=2, window=3))
+    policy = RulesPolicy(RulesOptions(bad_frames=2, window=3, trust_after=0))
     assert policy.decide(seen(TipState.DOUBLE, 1)) == KeepImaging()
     policy.feedback(Outcome(KeepImaging(), seen(TipState.DOUBLE, 1), 1.0, True))
     assert policy.decide(seen(TipState.DOUBLE, 1)) == KeepImaging()
     assert isinstance(policy.decide(seen(TipState.DOUBLE, 2)), Dip)
+
+
+def test_a_tip_with_no_good_record_is_acted_on_at_the_first_bad_frame() -> None:
+    policy = RulesPolicy(RulesOptions(bad_frames=3, window=4, trust_after=2))
+    first = parse_step(DEFAULT_DOUBLE[0])
+    # The start of a run: nothing says the tip is good, so one bad frame is enough.
+    assert policy.decide(seen(TipState.DOUBLE)) == first
+    assert policy.decide(seen(TipState.GOOD)) == KeepImaging()  # cured (or missed)
+    assert policy.decide(seen(TipState.BLUNT)) == parse_step(DEFAULT_BLUNT[0])
+    # Two good frames in a row earn trust: from then on a bad frame needs confirming.
+    assert policy.decide(seen(TipState.GOOD)) == KeepImaging()
+    assert policy.decide(seen(TipState.GOOD)) == KeepImaging()
+    assert policy.decide(seen(TipState.DOUBLE)) == KeepImaging()
+    assert policy.decide(seen(TipState.DOUBLE)) == KeepImaging()
+    assert policy.decide(seen(TipState.GOOD)) == KeepImaging()  # one miss within the window
+    assert policy.decide(seen(TipState.DOUBLE)) == first
+    # Trust is kept through conditioning, and lost with the episode: the next one is a new tip.
+    assert policy.decide(seen(TipState.GOOD)) == KeepImaging()
+    assert policy.decide(seen(TipState.UNSTABLE)) == KeepImaging()
+    policy.feedback(Outcome(KeepImaging(), seen(TipState.UNSTABLE), 1.0, True))
+    assert policy.decide(seen(TipState.UNSTABLE)) == parse_step(DEFAULT_UNSTABLE[0])
 
 
 def test_per_state_off_uses_the_general_table() -> None:
