@@ -10,7 +10,10 @@ tips; the truth is the apex the frame started with. Positive class: double. A do
 visible through what is not periodic (adsorbates, vacancies, molecules, debris, steps: a lattice
 plus a shifted copy of itself is the same lattice), and many simulated frames show none, so the
 figures are also given for the frames with at least three such features in view
-(``sim_with_features``).
+(``sim_with_features``), and for frames judged after the three frames their tip took just
+before, side by side (``sim_sequences``, half as many, other seeds; ``last_frame_alone``:
+the same last frames judged without them): what the analyzer sees in a run, where a ghost
+repeats at the same offset frame after frame.
 
 **Real** (``real``): the Z topographs of ``../shared/stm-data`` (those whose Z is not constant),
 cut into random 128 x 128 crops (random position, rotation, mirror), each kept as it is (single
@@ -74,6 +77,8 @@ CROP = 128
 OFFSET_PIXELS = (3.0, CROP / 4)
 #: Apex separations of real double tips (and of the simulator's), m.
 SEPARATION = (0.6e-9, 3e-9)
+#: Frames of one tip in the ``sim_sequences`` set: the last is judged after the others.
+SEQUENCE = 4
 
 #: A row of figures: (true state, P(double), features in view, offset within a pixel or None,
 #: offset error in pixels or None).
@@ -103,9 +108,12 @@ def _acquire(scope: Microscope, area: ScanArea, line_time: float, direction: str
     )
 
 
-def sim_frame(i: int) -> tuple[Frame, str, int, tuple[float, float] | None]:
-    """Frame ``i`` of the held-out set: (frame, state, features in view, second apex offset)."""
-    rng = np.random.default_rng([7919, i])
+def sim_frame(
+    i: int, frames: int = 1, base: int = 7919
+) -> tuple[Frame, str, int, tuple[float, float] | None, list[Frame]]:
+    """Frame ``i`` of the held-out set: (frame, state, features in view, second apex offset,
+    the ``frames - 1`` frames the same tip took before it, side by side to its left)."""
+    rng = np.random.default_rng([base, i])
     surface, state = SURFACES[i % 4], STATES[(i // 4) % 4]
     noise = float(rng.uniform(0.3, 4.0))
     options = SimOptions(
@@ -126,7 +134,12 @@ def sim_frame(i: int) -> tuple[Frame, str, int, tuple[float, float] | None]:
     centre = (float(rng.uniform(-2e-7, 2e-7)), float(rng.uniform(-2e-7, 2e-7)))
     area = ScanArea(centre, (size, size), pixels, pixels, float(rng.uniform(-0.6, 0.6)))
     direction = "down" if rng.random() < 0.5 else "up"
-    frame = _acquire(scope, area, float(rng.uniform(0.04, 0.25)), direction)
+    line_time = float(rng.uniform(0.04, 0.25))
+    earlier = []
+    for k in range(frames - 1, 0, -1):
+        before = dataclasses.replace(area, centre=(centre[0] - 1.05 * k * size, centre[1]))
+        earlier.append(_acquire(scope, before, line_time, direction))
+    frame = _acquire(scope, area, line_time, direction)
     blobs = (
         scope.surface.features.blobs_in(
             centre[0] - size / 2, centre[0] + size / 2, centre[1] - size / 2, centre[1] + size / 2
@@ -141,17 +154,25 @@ def sim_frame(i: int) -> tuple[Frame, str, int, tuple[float, float] | None]:
         )
         seen = int((inside & (np.abs(blobs.height) > 0.06e-9)).sum())
     second = (apex.tips[1].dx, apex.tips[1].dy) if state == "double" else None
-    return frame, state, seen, second
+    return frame, state, seen, second, earlier
 
 
-def run_sim(count: int) -> tuple[dict[str, object], dict[str, object], float]:
-    analyzer = DoubleTipAnalyzer(DoubleTipOptions())
+def run_sim(
+    count: int, frames: int = 1, history: bool = True
+) -> tuple[dict[str, object], dict[str, object], float]:
+    """The held-out simulated set; with ``frames`` > 1, each frame judged after the
+    ``frames - 1`` frames its tip took before (other seeds: the ``sim_sequences`` set), or, with
+    ``history`` false, the same frames judged alone."""
     rows: list[Row] = []
     elapsed = 0.0
     for i in range(count):
-        frame, state, seen, second = sim_frame(i)
+        frame, state, seen, second, earlier = sim_frame(i, frames, 7919 if frames == 1 else 7927)
+        analyzer = DoubleTipAnalyzer(DoubleTipOptions())
+        earlier = earlier if history else []
+        for k, before in enumerate(earlier):
+            analyzer.analyze(before, earlier[:k])
         t0 = time.perf_counter()
-        [finding] = analyzer.analyze(frame, [])
+        [finding] = analyzer.analyze(frame, earlier)
         elapsed += time.perf_counter() - t0
         near = error = None
         if second is not None and finding.confidence >= 0.5:
@@ -451,6 +472,8 @@ def main() -> None:
     count = 96 if quick else 480
     started = time.perf_counter()
     sim_all, sim_features, ms = run_sim(count)
+    sequences, _, _ = run_sim(count // 2, SEQUENCE)
+    alone, _, _ = run_sim(count // 2, SEQUENCE, history=False)
     real, images = run_real(4 if quick else 16)
     print(
         json.dumps(
@@ -458,6 +481,7 @@ def main() -> None:
                 "benchmark": "analyzers_double_tip",
                 "sim": sim_all,
                 "sim_with_features": sim_features,
+                "sim_sequences": {**sequences, "frames": SEQUENCE, "last_frame_alone": alone},
                 "real": {**real, "images": images, "crops_per_image": 4 if quick else 16},
                 "targets": {"sim_balanced_accuracy": 0.97, "real_balanced_accuracy": 0.95},
                 "ms_per_frame_sim": round(ms, 2),

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from analyzer_helpers import double_apex, microscope, scan
+from analyzer_helpers import double_apex, microscope, scan, with_z
 
 from probepilot.model import Frame
 from probepilot_analyzers.double_tip import KAPPA, DoubleTipAnalyzer, weight_from_heights
@@ -93,3 +93,65 @@ def test_message_and_values_are_plain(frame: Frame | None = None) -> None:
     assert "double tip" in finding.message
     clone = dataclasses.replace(finding)
     assert clone == finding
+
+
+def _sparse_frame(
+    seed: int, ghost: tuple[float, float] | None, weight: float = 0.6, count: int = 1
+) -> Frame:
+    """A 10 nm, 64-pixel frame with ``count`` adsorbates and, if ``ghost`` is given (x, y m),
+    their ghosts there, by the two-apex formula: a frame in which one pair proves little."""
+    rng = np.random.default_rng(seed)
+    pixels, size = 64, 10e-9
+    y, x = np.mgrid[0:pixels, 0:pixels] * (size / pixels)
+    spots = [(*rng.uniform(2e-9, 8e-9, 2), rng.uniform(0.08e-9, 0.15e-9)) for _ in range(count)]
+
+    def bump(sx: float, sy: float) -> np.ndarray:
+        return sum(
+            (h * np.exp(-((y - cy - sy) ** 2 + (x - cx - sx) ** 2) / (2 * 0.3e-9**2)))
+            for cy, cx, h in spots
+        )
+
+    z = bump(0.0, 0.0)
+    if ghost is not None:
+        z = np.logaddexp(2 * KAPPA * z, math.log(weight) + 2 * KAPPA * bump(*ghost)) / (2 * KAPPA)
+    z = (z + rng.normal(0.0, 2e-12, z.shape))[::-1].copy()  # row 0 at the top: a downward scan
+    base = scan(microscope("hopg", seed=seed, feature_density=0.0), size, pixels)
+    area = dataclasses.replace(base.area, centre=(seed * 20e-9, 0.0))
+    return dataclasses.replace(
+        with_z(base, z), area=area, started_at=10.0 * seed, finished_at=10.0 * seed + 6.4
+    )
+
+
+def test_a_ghost_at_the_same_offset_in_earlier_frames_adds_their_evidence() -> None:
+    ghost = (1.4e-9, 0.6e-9)
+    frames = [_sparse_frame(100 + k, ghost) for k in range(4)]
+    analyzer = DoubleTipAnalyzer()
+    findings = [analyzer.analyze(f, frames[:k])[0] for k, f in enumerate(frames)]
+    [alone] = DoubleTipAnalyzer().analyze(frames[3], [])
+    last = findings[3]
+    # One adsorbate and its ghost: by itself, the last frame is no proof ...
+    assert alone.confidence < 0.5
+    assert alone.values["earlier_frames"] == 0
+    # ... but the first frame showed the same pair offset: now it is.
+    assert last.values["earlier_frames"] == 1
+    assert last.confidence > 0.7
+    assert "as in 1 earlier frame" in last.message
+    got = (last.values["offset_x"], last.values["offset_y"])
+    assert math.hypot(got[0] + ghost[0], got[1] + ghost[1]) < 0.2e-9  # type: ignore[operator]
+    # Frames the analyzer never saw, or of a tip whose ghost lay elsewhere, add nothing.
+    assert DoubleTipAnalyzer().analyze(frames[3], frames[:3])[0].confidence == alone.confidence
+    other = DoubleTipAnalyzer()
+    moved = _sparse_frame(100, (-0.5e-9, 1.5e-9))
+    other.analyze(moved, [])
+    [unrelated] = other.analyze(frames[3], [moved])
+    assert unrelated.values["earlier_frames"] == 0
+    assert unrelated.confidence == alone.confidence
+
+
+def test_single_tip_frames_gain_nothing_from_history() -> None:
+    analyzer = DoubleTipAnalyzer()
+    frames = [_sparse_frame(200 + k, None, count=3) for k in range(8)]
+    for k, frame in enumerate(frames):
+        [finding] = analyzer.analyze(frame, frames[:k])
+        assert finding.values["earlier_frames"] == 0
+        assert finding.confidence < 0.5, finding.message
