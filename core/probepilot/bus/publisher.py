@@ -320,10 +320,12 @@ class StreamPublisher:
     def _update_demand(self) -> None:
         if self._demand is None:
             return
-        if any(w.sent >= self._frame_index for w in self.watchers.values()):
-            self._demand.set()
-        else:
-            self._demand.clear()
+        index = self._frame_index
+        for watcher in self.watchers.values():
+            if watcher.sent >= index:
+                self._demand.set()
+                return
+        self._demand.clear()
 
     def _offer(self, watcher: _Watcher) -> None:
         if self._frame is None or watcher.sent >= self._frame_index:

@@ -339,6 +339,7 @@ class RemoteLink:
         poller = zmq.Poller()
         for sock in (dealer, sub, self._wake_in):
             poller.register(sock, zmq.POLLIN)
+        handlers = ((dealer, self._on_control), (sub, self._on_stream))
         subscribed_to = ""
         hello_at = 0.0
         ping_at = time.monotonic() + self.heartbeat
@@ -363,14 +364,18 @@ class RemoteLink:
                             self._wake_in.recv(zmq.NOBLOCK)
                     self._flush_outbox(dealer)
                     self._greet()
-                for sock, handle in ((dealer, self._on_control), (sub, self._on_stream)):
+                for sock, handle in handlers:
                     if sock not in events:
                         continue
-                    for _ in range(1_000):
-                        # (asking is several times cheaper than the exception of an empty recv)
-                        if not sock.getsockopt(_EVENTS) & _POLLIN:
+                    for i in range(1_000):
+                        # The poll has just seen a message: take it without asking first. Then
+                        # ask (several times cheaper than the exception of an empty recv).
+                        if i and not sock.getsockopt(_EVENTS) & _POLLIN:
                             break
-                        frames = recv_parts(sock)
+                        try:
+                            frames = recv_parts(sock)
+                        except zmq.Again:
+                            break
                         heard = time.monotonic()
                         stream = handle(frames, dealer)
                         if stream and stream != subscribed_to:

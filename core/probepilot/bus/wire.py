@@ -123,7 +123,20 @@ def encode(
     """
     if type not in MESSAGE_TYPES:
         raise ProtocolError(f"cannot send a message of unknown type {type!r}")
+    moment = time.time() if now is None else now
+    if not body:
+        # Nothing to walk (an ack, a bye, most pings): no arrays, the same bytes.
+        header = {"v": PROTOCOL_VERSION, "t": type, "s": seq, "c": cid, "ts": moment}
+        header["b"], header["a"] = {}, []
+        try:
+            packed = _packb(header, default=_scalar, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"cannot encode a {type!r} message: {exc}") from None
+        return [packed]
     arrays: list[np.ndarray] = []
+    # The header's array list, filled while msgpack walks the body: "a" comes after "b" in the
+    # header, so by the time msgpack packs it every array has been found (one pass).
+    descriptors: list[list[Any]] = []
 
     def default(value: Any) -> Any:
         if isinstance(value, np.ndarray):
@@ -132,38 +145,27 @@ def encode(
                     f"cannot send an array of dtype {value.dtype} ({type!r} message): only "
                     "numeric arrays travel (object arrays would need pickle, which is refused)"
                 )
-            if len(arrays) >= MAX_ARRAYS:
+            index = len(arrays)
+            if index >= MAX_ARRAYS:
                 raise ProtocolError(f"a {type!r} message may carry at most {MAX_ARRAYS} arrays")
             # (not np.ascontiguousarray: it turns a 0-d array into a 1-d one)
-            arrays.append(value if value.flags.c_contiguous else value.copy(order="C"))
-            return msgpack.ExtType(ARRAY_EXT, _INDEX.pack(len(arrays) - 1))
-        if isinstance(value, np.bool_):
-            return bool(value)
-        if isinstance(value, np.integer):
-            return int(value)
-        if isinstance(value, np.floating):
-            return float(value)
-        raise TypeError(f"{value.__class__.__name__} values cannot travel: {value!r:.60}")
+            array = value if value.flags.c_contiguous else value.copy(order="C")
+            arrays.append(array)
+            descriptors.append([array.dtype.str, list(array.shape)])
+            return _REFS[index]
+        return _scalar(value)
 
-    # The body is packed before "a": the hook fills ``arrays`` while msgpack walks the body, and
-    # the placeholder for "a", packed after it, then describes every array found: one pass.
     header = {
         "v": PROTOCOL_VERSION,
         "t": type,
         "s": seq,
         "c": cid,
-        "ts": time.time() if now is None else now,
-        "b": body or {},
-        "a": _Descriptors(arrays),
+        "ts": moment,
+        "b": body,
+        "a": descriptors,
     }
-
-    def hook(value: Any) -> Any:
-        if isinstance(value, _Descriptors):
-            return [[a.dtype.str, list(a.shape)] for a in value.arrays]
-        return default(value)
-
     try:
-        packed = msgpack.packb(header, default=hook, use_bin_type=True)
+        packed = _packb(header, default=default, use_bin_type=True)
     except ProtocolError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:
@@ -171,14 +173,20 @@ def encode(
     return [packed, *arrays]
 
 
-class _Descriptors:
-    """Placeholder for the header's array list, resolved when msgpack reaches it (after the
-    body, so every array has been seen)."""
+def _scalar(value: Any) -> Any:
+    """A numpy scalar as the msgpack value it stands for; anything else cannot travel."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"{value.__class__.__name__} values cannot travel: {value!r:.60}")
 
-    __slots__ = ("arrays",)
 
-    def __init__(self, arrays: list[np.ndarray]) -> None:
-        self.arrays = arrays
+_packb = msgpack.packb
+#: The array references, made once (``ExtType`` is a named tuple: slow to build per message).
+_REFS = tuple(msgpack.ExtType(ARRAY_EXT, _INDEX.pack(i)) for i in range(MAX_ARRAYS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,6 +205,8 @@ class _Ref:
 
 #: What msgpack decodes that a body holds as it is (exact types: msgpack makes no subclasses).
 _SCALARS = frozenset({type(None), bool, int, float, str, bytes})
+#: The arrays of a message that has none (never changed: only read).
+_NO_ARRAYS: list[np.ndarray] = []
 #: Array dtypes already checked, by their text: a receiver sees the same few again and again.
 _DTYPES: dict[str, np.dtype[Any]] = {}
 
@@ -260,14 +270,19 @@ def decode(frames: Sequence[Any], *, expect: Collection[str] | None = None) -> M
             raise ProtocolError(f"{kind!r} message: {name} {value!r:.40} is not an unsigned int")
     if (type(moment) is not float and type(moment) is not int) or not math.isfinite(moment):
         raise ProtocolError(f"{kind!r} message: timestamp {moment!r:.40} is not a finite number")
-    arrays = _arrays(kind, header["a"], frames)
+    specs = header["a"]
+    # (no arrays, the common case: nothing to check beyond that no buffer follows)
+    if type(specs) is list and not specs and len(frames) == 1:
+        arrays = _NO_ARRAYS
+    else:
+        arrays = _arrays(kind, specs, frames)
     body = header["b"]
     if type(body) is not dict:
         raise ProtocolError(f"{kind!r} message: body is a {_kind(body)}, not a map")
     used = [False] * len(arrays)
     if body:
         _resolve(kind, body, arrays, used, 0)
-    if arrays and not all(used):
+    if arrays and False in used:
         raise ProtocolError(
             f"{kind!r} message: array {used.index(False)} is sent but not referenced in the body"
         )
