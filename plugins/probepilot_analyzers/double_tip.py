@@ -41,10 +41,11 @@ Method (no training; a few constants calibrated on simulated frames, see below):
    analyzer remembers each frame's strongest feature evidence (its two best offsets), and where
    this frame's features speak for an offset that one of the last three frames of the history
    it is given spoke for too (log-likelihood ratios of at least 3 in both), their evidence
-   adds up, and their objects count as separate ones (they are). A sparse frame with one
-   adsorbate and its ghost is no proof; three such frames in a row are. Only frames the
-   analyzer itself saw count, and only where this frame agrees: after a conditioning changed
-   the apex, the old offset finds no pairs in the new frames.
+   adds up, and their objects count as separate ones. They are: only frames of other areas
+   count, as a frame of the same area repeats the same neighbouring adsorbates. A sparse frame
+   with one adsorbate and its ghost is no proof; three such frames in a row are. Only frames
+   the analyzer itself saw count, and only where this frame agrees: after a conditioning
+   changed the apex, the old offset finds no pairs in the new frames.
 
 Limits (``benchmarks/bench_analyzers_double_tip.py`` measures them): a perfect lattice with no
 defect, step or adsorbate in view shows no ghost, and the detector then says P(double) is low
@@ -60,10 +61,11 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
-from probepilot.model import Finding, FloatArray, Frame
+from probepilot.model import Finding, FloatArray, Frame, ScanArea
 from probepilot_analyzers import _ghosts as gh
 from probepilot_analyzers._findings import finite, frame_history, guarded, scanner_vector
 from probepilot_analyzers._image import level, prepare
@@ -127,10 +129,20 @@ class Seen:
     objects: int
 
 
-def _recall(remembered: Sequence[Sequence[Seen]], g: tuple[float, float], tolerance: float) -> Seen:
+class Total(NamedTuple):
+    """Feature evidence for one offset over this frame and the earlier ones that agree."""
+
+    llr: float
+    objects: int
+    earlier: int  # earlier frames that agree
+
+
+def _recall(
+    remembered: Sequence[Sequence[Seen]], g: tuple[float, float], tolerance: float
+) -> Total:
     """What earlier frames (one list each, offsets in this frame's pixels) say for a ghost at
     ``g``: the sum of each frame's best agreeing evidence (either sign: with comparable apexes
-    either copy may look like the ghost), with ``g`` of the count of frames that agree."""
+    either copy may look like the ghost)."""
     llr, objects, frames = 0.0, 0, 0
     for earlier in remembered:
         near = [
@@ -141,7 +153,7 @@ def _recall(remembered: Sequence[Sequence[Seen]], g: tuple[float, float], tolera
         if near:
             best = max(near, key=lambda m: m.llr)
             llr, objects, frames = llr + best.llr, objects + best.objects, frames + 1
-    return Seen((float(frames), 0.0), llr, objects)
+    return Total(llr, objects, frames)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,10 +315,10 @@ class _Scene:
     def cepstrum_at(self, g: tuple[float, float]) -> float:
         return max((gh.lag_score(lags, g) for lags in self.lags), default=0.0)
 
-    def total(self, g: tuple[float, float], v: gh.Verdict) -> Seen:
+    def total(self, g: tuple[float, float], v: gh.Verdict) -> Total:
         """This frame's feature evidence for ``g`` plus the earlier frames' that agree (only
-        when some of this frame's features speak for ``g``); ``g`` of the result holds the
-        count of earlier frames that agree."""
+        when enough of this frame's own speaks for ``g``). Notes this frame's evidence for the
+        frames to come, too."""
         if v.llr > 0 and v.explained > 0:
             key = (round(g[0] * 2), round(g[1] * 2))
             key = max(key, (-key[0], -key[1]))  # g and -g: the same pairs read both ways
@@ -314,9 +326,8 @@ class _Scene:
                 self.seen[key] = Seen(g, v.llr, v.objects)
             if self.remembered and v.llr >= MIN_LLR:
                 earlier = _recall(self.remembered, g, self.tolerance)
-                if earlier.g[0] > 0:
-                    return Seen(earlier.g, v.llr + earlier.llr, v.objects + earlier.objects)
-        return Seen((0.0, 0.0), v.llr, v.objects)
+                return Total(v.llr + earlier.llr, v.objects + earlier.objects, earlier.earlier)
+        return Total(v.llr, v.objects, 0)
 
     def score(self, g: tuple[float, float], v: gh.Verdict, cepstrum: float) -> float:
         t = self.total(g, v)
@@ -431,7 +442,7 @@ def _by_features(
         best_lag,
         int(feats.y.size),
         lattice,
-        earlier=int(total.g[0]),
+        earlier=total.earlier,
     )
 
 
@@ -519,7 +530,9 @@ class DoubleTipAnalyzer:
         out = []
         for earlier in frame_history(history)[-HISTORY_FRAMES:]:
             seen = self._memory.get(_frame_key(earlier))
-            if seen:
+            # A frame of the same area shows the same neighbouring adsorbates at the same
+            # offsets: it proves nothing that this frame does not.
+            if seen and not _overlap(frame.area, earlier.area):
                 out.append([replace(m, g=_pixels(frame, m.g)) for m in seen])
         return out
 
@@ -594,3 +607,16 @@ def _pixels(frame: Frame, vector: tuple[float, float]) -> tuple[float, float]:
     u = c * vector[0] + s * vector[1]
     v = -s * vector[0] + c * vector[1]
     return (v / (py * (-1.0 if frame.direction == "down" else 1.0)), u / px)
+
+
+def _overlap(a: ScanArea, b: ScanArea) -> bool:
+    """Whether two scan areas share any of the surface (their bounding boxes in the scanner
+    frame overlap; drift between them is ignored)."""
+
+    def half(area: ScanArea) -> tuple[float, float]:
+        c, s = abs(math.cos(area.angle)), abs(math.sin(area.angle))
+        w, h = area.size
+        return (0.5 * (c * w + s * h), 0.5 * (s * w + c * h))
+
+    (ax, ay), (bx, by) = half(a), half(b)
+    return abs(a.centre[0] - b.centre[0]) < ax + bx and abs(a.centre[1] - b.centre[1]) < ay + by

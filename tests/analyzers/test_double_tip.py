@@ -138,6 +138,11 @@ def test_a_ghost_at_the_same_offset_in_earlier_frames_adds_their_evidence() -> N
     assert "as in 1 earlier frame" in last.message
     got = (last.values["offset_x"], last.values["offset_y"])
     assert math.hypot(got[0] + ghost[0], got[1] + ghost[1]) < 0.2e-9  # type: ignore[operator]
+    # A frame of the same area repeats the same neighbours: it adds nothing either.
+    fresh = DoubleTipAnalyzer()
+    fresh.analyze(frames[0], [])
+    again = dataclasses.replace(frames[3], area=frames[0].area)
+    assert fresh.analyze(again, [frames[0]])[0].values["earlier_frames"] == 0
     # Frames the analyzer never saw, or of a tip whose ghost lay elsewhere, add nothing.
     assert DoubleTipAnalyzer().analyze(frames[3], frames[:3])[0].confidence == alone.confidence
     other = DoubleTipAnalyzer()

@@ -159,11 +159,16 @@ def test_a_tip_with_no_good_record_is_acted_on_at_the_first_bad_frame() -> None:
     assert policy.decide(seen(TipState.DOUBLE)) == KeepImaging()
     assert policy.decide(seen(TipState.GOOD)) == KeepImaging()  # one miss within the window
     assert policy.decide(seen(TipState.DOUBLE)) == first
-    # Trust is kept through conditioning, and lost with the episode: the next one is a new tip.
+    # Trust is kept through conditioning and the end of an episode: the run's frames have
+    # shown they can look good, so a lone bad frame is more likely a false alarm.
     assert policy.decide(seen(TipState.GOOD)) == KeepImaging()
+    policy.feedback(Outcome(first, seen(TipState.GOOD), 1.0, True))
     assert policy.decide(seen(TipState.UNSTABLE)) == KeepImaging()
-    policy.feedback(Outcome(KeepImaging(), seen(TipState.UNSTABLE), 1.0, True))
+    assert policy.decide(seen(TipState.UNSTABLE)) == KeepImaging()
     assert policy.decide(seen(TipState.UNSTABLE)) == parse_step(DEFAULT_UNSTABLE[0])
+    # A new policy (a new run) starts with no record.
+    fresh = RulesPolicy(RulesOptions(bad_frames=3, window=4, trust_after=2))
+    assert fresh.decide(seen(TipState.UNSTABLE)) == parse_step(DEFAULT_UNSTABLE[0])
 
 
 def test_per_state_off_uses_the_general_table() -> None:
