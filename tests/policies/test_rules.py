@@ -13,6 +13,7 @@ from probepilot.errors import ConfigError
 from probepilot.model import (
     CoarseStep,
     Dip,
+    Finding,
     KeepImaging,
     Observation,
     Outcome,
@@ -169,6 +170,29 @@ def test_a_tip_with_no_good_record_is_acted_on_at_the_first_bad_frame() -> None:
     # A new policy (a new run) starts with no record.
     fresh = RulesPolicy(RulesOptions(bad_frames=3, window=4, trust_after=2))
     assert fresh.decide(seen(TipState.UNSTABLE)) == parse_step(DEFAULT_UNSTABLE[0])
+
+
+def test_only_frames_that_could_show_a_ghost_earn_trust() -> None:
+    def judged(state: TipState, features: int) -> Observation:
+        finding = Finding("double_tip", "double_tip", 0.1, {"features": float(features)})
+        return Observation(None, (finding,), state)
+
+    policy = RulesPolicy(RulesOptions(bad_frames=3, window=4, trust_after=2, trust_features=3))
+    first = parse_step(DEFAULT_DOUBLE[0])
+    # Good verdicts on frames with next to nothing a ghost could copy earn no trust ...
+    for _ in range(5):
+        assert policy.decide(judged(TipState.GOOD, 1)) == KeepImaging()
+    assert policy.decide(judged(TipState.DOUBLE, 4)) == first
+    # ... good verdicts on frames full of features do.
+    assert policy.decide(judged(TipState.GOOD, 8)) == KeepImaging()
+    assert policy.decide(judged(TipState.GOOD, 0)) == KeepImaging()  # neither counts nor breaks
+    assert policy.decide(judged(TipState.GOOD, 8)) == KeepImaging()
+    assert policy.decide(judged(TipState.DOUBLE, 4)) == KeepImaging()
+    # Without the double-tip detector's finding, every good frame counts.
+    policy = RulesPolicy(RulesOptions(bad_frames=3, window=4, trust_after=2, trust_features=3))
+    assert policy.decide(seen(TipState.GOOD)) == KeepImaging()
+    assert policy.decide(seen(TipState.GOOD)) == KeepImaging()
+    assert policy.decide(seen(TipState.DOUBLE)) == KeepImaging()
 
 
 def test_per_state_off_uses_the_general_table() -> None:
