@@ -233,9 +233,9 @@ class RulesOptions:
         int,
         Range(0, 1000),
         Doc(
-            "good frames in a row that earn a tip trust; until then (at the start of a run or "
-            "episode) the first bad frame is acted on, after that bad_frames of window must "
-            "look bad (0: always ask for bad_frames of window)"
+            "good frames in a row that earn the run trust; until then (at the start of a run) "
+            "the first bad frame is acted on, after that bad_frames of window must look bad; "
+            "trust lasts the run (0: always ask for bad_frames of window)"
         ),
     ] = 4
     trust_features: Annotated[
