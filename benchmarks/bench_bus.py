@@ -166,9 +166,11 @@ def stream_raw(frame: np.ndarray, window: int) -> float:
 def stream_raw_credit(frame: np.ndarray, window: int) -> float:
     sock, proc, message = raw_sender("raw-credit", frame, window)
     sock.setsockopt(zmq.RCVTIMEO, 100)
+    # A receiver that has just finished may leave a send blocked on its full pipe: bounded.
+    sock.setsockopt(zmq.SNDTIMEO, 100)
     credit = window
     while proc.poll() is None:
-        with contextlib.suppress(zmq.ZMQError):  # gone: the receiver is done
+        with contextlib.suppress(zmq.ZMQError):  # full (zmq.Again) or gone: done or retried
             while credit > 0:
                 sock.send_multipart(message, copy=False)
                 credit -= 1

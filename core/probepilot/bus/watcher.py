@@ -43,6 +43,7 @@ import zmq
 from probepilot import __version__
 from probepilot.bus import codec, wire
 from probepilot.bus.address import check_address
+from probepilot.bus.heap import keep_frame_buffers
 from probepilot.bus.keys import ClientKeys, apply_client
 from probepilot.bus.sockets import configure, recv_parts, send_parts, with_port
 from probepilot.errors import ProtocolError, RemoteError
@@ -267,6 +268,7 @@ class RemoteLink:
 
         :raises RemoteError: no run answered within ``timeout``.
         """
+        keep_frame_buffers()  # frames arrive in fresh 1 MiB buffers: keep their pages mapped
         self._thread.start()
         if not self.connected.wait(self.timeout):
             self.close()
