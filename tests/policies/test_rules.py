@@ -195,6 +195,53 @@ def test_only_frames_that_could_show_a_ghost_earn_trust() -> None:
     assert policy.decide(seen(TipState.DOUBLE)) == KeepImaging()
 
 
+def test_a_trusted_run_weighs_the_double_tip_evidence_not_the_verdicts() -> None:
+    def judged(state: TipState, p_double: float) -> Observation:
+        finding = Finding("double_tip", "double_tip", p_double, {"features": 8.0})
+        return Observation(None, (finding,), state)
+
+    def trusted(**options: Any) -> RulesPolicy:
+        policy = RulesPolicy(RulesOptions(trust_after=2, **options))
+        for _ in range(2):  # good verdicts that say nothing either way about a double tip
+            assert policy.decide(judged(TipState.GOOD, 0.5)) == KeepImaging()
+        return policy
+
+    first = parse_step(DEFAULT_DOUBLE[0])
+    # Three weak double verdicts of four (P 0.6: log-odds 0.4 each, 20 to 1 needs 3): by count
+    # they would start conditioning; by their evidence they do not.
+    policy = trusted()
+    for state, p in [(TipState.DOUBLE, 0.6), (TipState.GOOD, 0.3), (TipState.DOUBLE, 0.6)]:
+        assert policy.decide(judged(state, p)) == KeepImaging()
+    assert policy.decide(judged(TipState.DOUBLE, 0.6)) == KeepImaging()
+    counting = trusted(double_evidence=0)
+    for state, p in [(TipState.DOUBLE, 0.6), (TipState.GOOD, 0.3), (TipState.DOUBLE, 0.6)]:
+        assert counting.decide(judged(state, p)) == KeepImaging()
+    assert counting.decide(judged(TipState.DOUBLE, 0.6)) == first
+    # Two confident ones (P 0.9: log-odds 2.2 each) are enough, a lone one is not.
+    policy = trusted()
+    assert policy.decide(judged(TipState.DOUBLE, 0.9)) == KeepImaging()
+    assert policy.decide(judged(TipState.DOUBLE, 0.9)) == first
+    # Conditioning under way: any frame that still looks double gets the next attempt ...
+    assert policy.decide(judged(TipState.DOUBLE, 0.55)) == parse_step(DEFAULT_DOUBLE[0])
+    assert policy.attempts == 1
+    # ... until the tip looks good; then the evidence starts afresh.
+    assert policy.decide(judged(TipState.GOOD, 0.5)) == KeepImaging()
+    assert policy.decide(judged(TipState.DOUBLE, 0.9)) == KeepImaging()
+    # A certain finding counts as 6 (log-odds bounded): enough alone, but good frames with a
+    # confident "single" weigh against it.
+    policy = trusted()
+    assert policy.decide(judged(TipState.DOUBLE, 1.0)) == first
+    policy = trusted()
+    for _ in range(3):
+        assert policy.decide(judged(TipState.GOOD, 0.05)) == KeepImaging()
+    assert policy.decide(judged(TipState.DOUBLE, 1.0)) == KeepImaging()
+    # Blunt and unstable verdicts are still counted.
+    policy = trusted()
+    assert policy.decide(judged(TipState.BLUNT, 0.0)) == KeepImaging()
+    assert policy.decide(judged(TipState.BLUNT, 0.0)) == KeepImaging()
+    assert policy.decide(judged(TipState.BLUNT, 0.0)) == parse_step(DEFAULT_BLUNT[0])
+
+
 def test_per_state_off_uses_the_general_table() -> None:
     policy = RulesPolicy(
         RulesOptions(per_state=False, steps=["dip 1 nm", "pulse 3 V"], repeats=1, bad_frames=1)
