@@ -150,6 +150,12 @@ def lag_reach(shape: tuple[int, ...], r_max: float) -> int:
     return max(1, min(math.ceil(r_max) + 3, shape[0] // 2 - 1, shape[1] // 2 - 1))
 
 
+#: The fewest periods across the frame for a spectral peak to count as a lattice.
+MIN_REPEATS = 5
+#: The farthest (pixels) a vetoed lag lies from a lattice translation.
+MAX_VETO_PIXELS = 2.0
+
+
 def lattice_translations(
     power: FloatArray,
     mask: npt.NDArray[np.bool_],
@@ -160,8 +166,8 @@ def lattice_translations(
 ) -> npt.NDArray[np.bool_]:
     """Lags (a ``2 reach + 1`` square, centred) that are translations of the lattice: every
     one of its ``strongest`` Bragg peaks is back in phase there (within ``tolerance`` of a
-    cycle). The Bragg peaks are masked, but what leaks past the mask repeats at these lags, and
-    a ghost there would copy the lattice onto itself anyway."""
+    cycle and :data:`MAX_VETO_PIXELS`). The Bragg peaks are masked, but what leaks past the
+    mask repeats at these lags, and a ghost there would copy the lattice onto itself anyway."""
     ny, nx = shape
     out = np.zeros((2 * reach + 1, 2 * reach + 1), dtype=bool)
     if not mask.any():
@@ -169,7 +175,10 @@ def lattice_translations(
     iy, ix = np.nonzero(mask)
     ky = sfft.fftfreq(ny)[iy]
     kx = sfft.rfftfreq(nx)[ix]
-    keep = np.hypot(ky, kx) * max(ny, nx) >= 3
+    # A lattice repeats: fewer than :data:`MIN_REPEATS` periods across the frame is the
+    # low-frequency content of what is in view (terraces, islands), whose wavefronts would veto
+    # whole bands of lags.
+    keep = np.hypot(ky, kx) * max(ny, nx) >= MIN_REPEATS
     iy, ix, ky, kx = iy[keep], ix[keep], ky[keep], kx[keep]
     # The strongest bins, one per peak (a bin next to a stronger one belongs to its peak).
     chosen: list[int] = []
@@ -195,7 +204,9 @@ def lattice_translations(
     out[:] = True
     for a, b in zip(ky, kx, strict=True):
         cycles = a * yy + b * xx
-        out &= np.abs(cycles - np.round(cycles)) < tolerance
+        # Within a fraction of a cycle, and within a few pixels however long the period.
+        k = math.hypot(a, b)
+        out &= np.abs(cycles - np.round(cycles)) < min(tolerance, MAX_VETO_PIXELS * k)
     return out
 
 

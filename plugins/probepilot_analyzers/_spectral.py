@@ -54,6 +54,45 @@ def bragg_mask(spectrum: np.ndarray, ny: int, threshold: float = 20.0) -> np.nda
     return np.asarray(mask, dtype=bool)
 
 
+def peak_mask(spectrum: np.ndarray, ny: int, threshold: float = 20.0) -> np.ndarray:
+    """Bins of an ``rfft2`` spectrum that are sharp peaks: power above ``threshold`` times the
+    geometric mean of the ring of bins around them (3 to 4 bins away along either axis),
+    dilated by a bin. Unlike :func:`bragg_mask` it leaves broad anisotropic power alone (the
+    streak of a step edge, scan-line noise along an axis), which a ghost's fringes run across
+    as much as anywhere. The lowest frequencies never count."""
+    power = spectrum.real**2 + spectrum.imag**2
+    top = float(power.max())
+    if not top > 0:
+        return np.zeros(spectrum.shape, dtype=bool)
+    nx = (spectrum.shape[1] - 1) * 2
+    # The rows in frequency order, so that the neighbourhood of a bin is the bins around it.
+    logp = np.fft.fftshift(np.log(power + top * 1e-12), axes=0)
+    outer = ndimage.uniform_filter(logp, 7, mode="reflect") * 49
+    inner = ndimage.uniform_filter(logp, 5, mode="reflect") * 25
+    peaks = np.fft.ifftshift(logp - (outer - inner) / 24 > math.log(threshold), axes=0)
+    ky = sfft.fftfreq(ny)[:, None]
+    kx = sfft.rfftfreq(nx)[None, :]
+    peaks &= np.sqrt(ky * ky + kx * kx) * max(ny, nx) >= 3
+    if peaks.any():
+        peaks = ndimage.binary_dilation(peaks, iterations=1)
+    return np.asarray(peaks, dtype=bool)
+
+
+def streaks(mask: np.ndarray, ny: int, reach: float = 4.0) -> np.ndarray:
+    """The parts of a spectral ``mask`` (an ``rfft2`` layout, such as :func:`bragg_mask`'s)
+    connected to the lowest frequencies (within ``reach`` bins of zero): the streaks a step
+    edge or scan-line noise draws out of the origin, not the islands of a lattice."""
+    nx = (mask.shape[1] - 1) * 2
+    ky = sfft.fftfreq(ny)[:, None]
+    kx = sfft.rfftfreq(nx)[None, :]
+    low = np.sqrt(ky * ky + kx * kx) * max(ny, nx) < reach
+    # The rows in frequency order, so that a streak through zero is one connected piece.
+    labels, _ = ndimage.label(np.fft.fftshift(mask | low, axes=0))
+    labels = np.fft.ifftshift(labels, axes=0)
+    touching = np.unique(labels[low])
+    return np.asarray(mask & np.isin(labels, touching[touching > 0]), dtype=bool)
+
+
 def blob_map(z: FloatArray, sigma: float) -> FloatArray:
     """The signed blob map (see :func:`blob_and_height_maps`) of a levelled image, lattice
     removed: what registration falls back on when steps dominate a frame."""

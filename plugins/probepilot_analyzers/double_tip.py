@@ -9,7 +9,10 @@ plus a shifted copy of itself is the same lattice), so the evidence is in what i
 Method (no training; a few constants calibrated on simulated frames, see below):
 
 1. **Without the lattice.** The levelled image's spectrum (of its periodic component, so the
-   frame's borders leave no cross of spurious power) loses every Bragg peak.
+   frame's borders leave no cross of spurious power) loses every Bragg peak. The features are
+   looked for without anything that stands out of its ring of frequencies; the cepstrum loses
+   only the sharp peaks and the streaks a step edge or line noise draws out of the origin, as a
+   ghost's fringes cross all the rest (anisotropic texture included) too.
 2. **The cepstrum** (:func:`~probepilot_analyzers._ghosts.power_cepstra`): a ghost multiplies
    the spectrum by ``|1 + w exp(-i k.g)|^2``, fringes whose logarithm transforms back into a
    peak at ``+-g``, whatever the surface. The smooth fall of the spectrum and what scanning adds
@@ -69,7 +72,13 @@ from probepilot.model import Finding, FloatArray, Frame, ScanArea
 from probepilot_analyzers import _ghosts as gh
 from probepilot_analyzers._findings import finite, frame_history, guarded, scanner_vector
 from probepilot_analyzers._image import level, prepare
-from probepilot_analyzers._spectral import blob_and_height_maps, bragg_mask, periodic_spectrum
+from probepilot_analyzers._spectral import (
+    blob_and_height_maps,
+    bragg_mask,
+    peak_mask,
+    periodic_spectrum,
+    streaks,
+)
 from probepilot_analyzers.options import DoubleTipOptions
 
 #: Decay constant of the tunnelling current for a 4.5 eV barrier (1/m): sqrt(2 m phi) / hbar.
@@ -77,7 +86,7 @@ KAPPA = 1.0867e10
 #: Logistic calibration of P(double): intercept, then the coefficients of sqrt(feature
 #: log-likelihood ratio), the cepstrum's z-score at the offset, the strongest cepstrum z-score
 #: anywhere, and the weight. See :func:`probability`.
-CALIBRATION = (-2.566, 0.723, 0.236, 0.276, -0.891)
+CALIBRATION = (-2.376, 0.778, 0.393, 0.051, -1.051)
 #: Separate objects whose features must agree on an offset before their evidence counts.
 MIN_OBJECTS = 2
 #: The cepstrum is trusted from this many pixels out (closer, the feature's own shape dominates).
@@ -252,8 +261,14 @@ def evidence(
     sigma = float(np.clip(feature_size / px, 1.0, 8.0))
     spectrum = periodic_spectrum(z)
     power = spectrum.real**2 + spectrum.imag**2
-    mask = bragg_mask(spectrum, ny)
-    spectrum[mask] = 0.0
+    # The features are looked for without all that stands out of its ring of frequencies
+    # (lattice peaks, streaks, anisotropic texture); the cepstrum loses only the lattice's sharp
+    # peaks and the streaks through the origin, as a ghost's fringes cross the rest too.
+    ring = bragg_mask(spectrum, ny)
+    streak = streaks(ring, ny)
+    peaks = peak_mask(spectrum, ny) & ~streak  # a bumpy streak is no lattice
+    mask = peaks | streak
+    spectrum[ring] = 0.0
     r_min = max(2.0, min_offset / px)
     r_max = min(max_offset / px, min(ny, nx) / 4)
     nothing = Evidence((0.0, 0.0), 0.0, 0, 0, 0, 0.0, 0.0, 0.0, 0, int(mask.sum()))
@@ -265,7 +280,7 @@ def evidence(
     # The cepstrum, both weightings, without lattice translations.
     cepstra = gh.power_cepstra(power, mask, (ny, nx))
     reach = gh.lag_reach((ny, nx), r_max)
-    veto = gh.lattice_translations(power, mask, (ny, nx), reach)
+    veto = gh.lattice_translations(power, peaks, (ny, nx), reach)
     c_min = max(r_min, CEPSTRUM_MIN_LAG)
     scene.lags.extend(gh.cepstrum_lags(c, c_min, r_max, count=4, veto=veto) for c in cepstra)
     best_lag = max((lags.zscores[0] for lags in scene.lags if lags.zscores), default=0.0)

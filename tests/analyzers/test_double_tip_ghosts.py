@@ -12,7 +12,7 @@ from analyzer_helpers import real_images
 from probepilot.store import read_any
 from probepilot_analyzers import _ghosts as gh
 from probepilot_analyzers._image import level
-from probepilot_analyzers._spectral import bragg_mask, periodic_spectrum
+from probepilot_analyzers._spectral import bragg_mask, peak_mask, periodic_spectrum, streaks
 from probepilot_analyzers.double_tip import KAPPA, detect, evidence, probability
 
 PIXEL = 0.1e-9
@@ -104,6 +104,50 @@ def test_lattice_translations_are_not_ghosts() -> None:
         assert veto[reach + round(dy), reach + dx], (dy, dx)
     for dy, dx in ((3, 5), (0, 4), (10, 10)):
         assert not veto[reach + dy, reach + dx], (dy, dx)
+
+
+def test_long_periods_do_not_veto_bands_of_lags() -> None:
+    """Islands a quarter of the frame apart put peaks at 4 bins: fewer repeats than a lattice
+    makes, and their half-frame-wide wavefronts must not veto the lags a ghost could be at."""
+    yy, xx = np.mgrid[0:128, 0:128].astype(float)
+    z = 60e-12 * (np.cos(2 * np.pi * 4 * xx / 128) + np.cos(2 * np.pi * (3 * xx + 4 * yy) / 128))
+    z += np.random.default_rng(1).normal(0, 1e-12, z.shape)
+    spectrum = periodic_spectrum(z)
+    power = spectrum.real**2 + spectrum.imag**2
+    mask = bragg_mask(spectrum, 128)
+    assert mask.any()
+    veto = gh.lattice_translations(power, mask, (128, 128), 20)
+    assert not veto.any()
+    # The same pattern ten times finer is a lattice, and keeps its translations.
+    fine = 6e-12 * np.cos(2 * np.pi * 16 * xx / 128) * np.cos(2 * np.pi * 16 * yy / 128)
+    spectrum = periodic_spectrum(fine + np.random.default_rng(2).normal(0, 1e-13, z.shape))
+    power = spectrum.real**2 + spectrum.imag**2
+    veto = gh.lattice_translations(power, bragg_mask(spectrum, 128), (128, 128), 20)
+    assert veto[20, 20 + 8] and veto[20 + 8, 20]
+    assert not veto[20 + 3, 20 + 5]
+
+
+def test_the_cepstrum_keeps_texture_and_loses_peaks_and_streaks() -> None:
+    """``peak_mask`` takes sharp peaks and leaves broad anisotropic power; ``streaks`` takes
+    what a ring mask draws out of the origin (a step edge) and leaves islands (a lattice)."""
+    yy, xx = np.mgrid[0:128, 0:128].astype(float)
+    rng = np.random.default_rng(3)
+    step = 200e-12 * (xx + 0.3 * yy > 70)  # a straight step edge: a streak through the origin
+    lattice = 10e-12 * np.cos(2 * np.pi * 20 * xx / 128) * np.cos(2 * np.pi * 20 * yy / 128)
+    # Texture along x only: broad power in a band of ky, no peak.
+    texture = np.cumsum(rng.normal(0, 3e-12, (128, 128)), axis=0)
+    texture -= texture.mean(axis=0)
+    z = step + lattice + 0.2 * texture + rng.normal(0, 1e-12, (128, 128))
+    spectrum = periodic_spectrum(z)
+    ring = bragg_mask(spectrum, 128)
+    peaks = peak_mask(spectrum, 128)
+    streak = streaks(ring, 128)
+    lattice_bins = [(20, 20), (128 - 20, 20)]  # (ky rows, kx), the rfft layout
+    for iy, ix in lattice_bins:
+        assert peaks[iy, ix] and ring[iy, ix] and not streak[iy, ix]
+    assert streak.sum() > 10 and not (streak & ~ring).any()
+    assert not peaks[streak].all()  # the streak is broad: most of it is no sharp peak
+    assert peaks.sum() < ring.sum()
 
 
 def test_ridges_lose_their_height_peaks_keep_it() -> None:
