@@ -367,13 +367,14 @@ def tuning_real_like(
 def _features(ev: double_tip.Evidence) -> list[float]:
     """The terms of :func:`~probepilot_analyzers.double_tip.probability`'s logit."""
     if not ev.found:
-        return [1.0, 0.0, 0.0, 0.0, 0.0]
+        return [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     return [
         1.0,
         double_tip._feature_term(ev.llr, ev.objects),
         max(ev.cepstrum, 0.0),
         max(ev.cepstrum_best, 0.0),
         ev.weight,
+        double_tip._step_term(ev.steps),
     ]
 
 
@@ -419,7 +420,14 @@ def calibrate(frames: int = 320, pairs: int = 120, rounds: int = 2) -> dict[str,
     return {
         "calibration": [round(float(b), 3) for b in beta],
         "fit": fitted,
-        "terms": ["intercept", "sqrt(feature llr)", "cepstrum z at g", "best cepstrum z", "weight"],
+        "terms": [
+            "intercept",
+            "sqrt(feature llr)",
+            "cepstrum z at g",
+            "best cepstrum z",
+            "weight",
+            "step ghost z above 5",
+        ],
         "tuning_frames": frames,
         "tuning_real_like_pairs": pairs,
     }

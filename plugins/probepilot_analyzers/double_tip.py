@@ -29,17 +29,23 @@ Method (no training; a few constants calibrated on simulated frames, see below):
    same frame, also at the candidate's distance in other directions). It counts only when
    features of at least two separate objects agree (the lobes of one molecule pair up too).
    Strong on sparse adsorbates.
-4. **Candidates** ``g`` come from both: the cepstrum's strongest compact peaks and the most
-   common feature-to-weaker-feature vectors; the one with the most combined evidence wins. The
+4. **Step edges** (:func:`~probepilot_analyzers._steps.step_ghost`): where a frame shows
+   nothing a ghost could copy but a step, the step shows it: the second apex to reach the
+   upper terrace draws a small second edge parallel to the step, a fraction of its height,
+   always uphill of it (the median slope across all the step's pixels finds it). It says how
+   far apart the apexes are across the step, not along it.
+5. **Candidates** ``g`` come from the cepstrum's strongest compact peaks and the most common
+   feature-to-weaker-feature vectors; the one with the most combined evidence wins. The
    weight follows from the feature / ghost heights through the two-apex formula.
-5. **Probability**: a logistic function of the feature evidence, the cepstrum peak at ``g``,
-   the strongest cepstrum peak anywhere and the weight, calibrated so that 0.5 separates single
-   from double on simulated frames and on simulated single-tip frames turned double by the
-   two-apex formula (the tuning sets of ``benchmarks/bench_analyzers_double_tip.py
-   --calibrate``; the benchmark's held-out frames use other seeds, sizes, noise levels, scan
-   directions and rotations). When too few features agree, which copy is the ghost (the
-   weaker one) and its weight are read from the band-passed pixels themselves.
-6. **Earlier frames.** A ghost lies at the same offset (in the scanner's metres) in every
+6. **Probability**: a logistic function of the feature evidence, the cepstrum peak at ``g``,
+   the strongest cepstrum peak anywhere, the weight and the ghost edge at the steps,
+   calibrated so that 0.5 separates single from double on simulated frames and on simulated
+   single-tip frames turned double by the two-apex formula (the tuning sets of
+   ``benchmarks/bench_analyzers_double_tip.py --calibrate``; the benchmark's held-out frames
+   use other seeds, sizes, noise levels, scan directions and rotations). When too few
+   features agree, which copy is the ghost (the weaker one) and its weight are read from the
+   band-passed pixels themselves.
+7. **Earlier frames.** A ghost lies at the same offset (in the scanner's metres) in every
    frame the same apex takes, while chance pairs of neighbouring adsorbates do not repeat. The
    analyzer remembers each frame's strongest feature evidence (its two best offsets), and where
    this frame's features speak for an offset that one of the last three frames of the history
@@ -51,7 +57,9 @@ Method (no training; a few constants calibrated on simulated frames, see below):
    changed the apex, the old offset finds no pairs in the new frames.
 
 Limits (``benchmarks/bench_analyzers_double_tip.py`` measures them): a perfect lattice with no
-defect, step or adsorbate in view shows no ghost, and the detector then says P(double) is low
+defect, step or adsorbate in view shows no ghost (on a resolved hexagonal lattice the three
+first-order Bragg peaks lose their equal strength, but drift and the feedback's lag do that
+too, about as much: it is not used), and the detector then says P(double) is low
 rather than guessing; ghosts weaker than about a fifth of the main apex's current are lost in
 the image's own structure; one or two feature pairs are as often neighbouring adsorbates as a
 ghost; ghosts closer than ``min_offset`` merge with their features. With two equal apexes
@@ -79,14 +87,21 @@ from probepilot_analyzers._spectral import (
     periodic_spectrum,
     streaks,
 )
+from probepilot_analyzers._steps import NONE as NO_STEP
+from probepilot_analyzers._steps import StepGhost, step_ghost
 from probepilot_analyzers.options import DoubleTipOptions
 
 #: Decay constant of the tunnelling current for a 4.5 eV barrier (1/m): sqrt(2 m phi) / hbar.
 KAPPA = 1.0867e10
 #: Logistic calibration of P(double): intercept, then the coefficients of sqrt(feature
 #: log-likelihood ratio), the cepstrum's z-score at the offset, the strongest cepstrum z-score
-#: anywhere, and the weight. See :func:`probability`.
-CALIBRATION = (-2.376, 0.778, 0.393, 0.051, -1.051)
+#: anywhere, the weight, and the z-score of a ghost edge at the steps above 5. See
+#: :func:`probability`.
+CALIBRATION = (-2.428, 0.691, 0.225, 0.206, -1.185, 0.16)
+#: The closest (pixels) a ghost edge may lie to its step (closer, it merges with the edge).
+STEP_MIN_LAG = 2.5
+#: The z-score of a ghost edge from which it counts (see :func:`_step_term`).
+STEP_FLOOR = 5.0
 #: Separate objects whose features must agree on an offset before their evidence counts.
 MIN_OBJECTS = 2
 #: The cepstrum is trusted from this many pixels out (closer, the feature's own shape dominates).
@@ -122,10 +137,12 @@ class Evidence:
     lattice_bins: int
     earlier: int = 0  # earlier frames whose features agree on g (their share is in llr, objects)
     seen: tuple[Seen, ...] = ()  # this frame's own feature evidence, for the next frames
+    steps: StepGhost = NO_STEP  # the ghost edge at the step edges, if any
 
     @property
     def found(self) -> bool:
-        return self.g != (0.0, 0.0)
+        """Whether anything speaks for a ghost: an offset, or a ghost edge at a step."""
+        return self.g != (0.0, 0.0) or self.steps.zscore > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +197,7 @@ class DoubleTipResult:
     llr: float = 0.0  # feature log-likelihood ratio (earlier frames' share included)
     earlier: int = 0  # earlier frames whose features agree on the offset
     seen: tuple[Seen, ...] = ()  # this frame's own feature evidence (rows, x pixels)
+    steps: StepGhost = NO_STEP  # the ghost edge at the steps (shift in pixels)
 
 
 def weight_from_heights(main: FloatArray, ghost: FloatArray, kappa: float = KAPPA) -> FloatArray:
@@ -203,6 +221,17 @@ def _feature_term(llr: float, objects: int) -> float:
     :data:`MIN_OBJECTS` separate objects agree (one or two pairs are as often two neighbouring
     adsorbates, or the lobes of a molecule)."""
     return math.sqrt(max(llr, 0.0)) if objects >= MIN_OBJECTS else 0.0
+
+
+def _offset_score(ev: Evidence) -> float:
+    """What the evidence at the offset ``ev.g`` adds to the logit."""
+    return _candidate_score(ev.llr, ev.objects, ev.cepstrum)
+
+
+def _step_term(steps: StepGhost) -> float:
+    """The step edges' evidence the logit uses: how far the ghost edge's z-score stands above
+    :data:`STEP_FLOOR` (the scatter of the median slope leaves chance peaks up to about it)."""
+    return max(steps.zscore - STEP_FLOOR, 0.0)
 
 
 def _candidate_score(llr: float, objects: int, cepstrum: float) -> float:
@@ -274,6 +303,7 @@ def evidence(
     nothing = Evidence((0.0, 0.0), 0.0, 0, 0, 0, 0.0, 0.0, 0.0, 0, int(mask.sum()))
     if r_max < r_min:
         return nothing
+    steps = step_ghost(z, max(r_min, STEP_MIN_LAG), r_max)
     blobs, heights = blob_and_height_maps(spectrum, (ny, nx), sigma)
     tolerance = max(1.5, HISTORY_TOLERANCE / px)
     scene = _Scene(heights, gh.find_features(blobs, heights, sigma), 0.0, [], remembered, tolerance)
@@ -305,12 +335,18 @@ def evidence(
     )
     if best is None:
         return replace(
-            nothing, cepstrum_best=best_lag, features=int(scene.features.y.size), seen=seen
+            nothing,
+            cepstrum_best=best_lag,
+            features=int(scene.features.y.size),
+            seen=seen,
+            steps=steps,
         )
     p, v, g = best
     if p is None or v is None or scene.total(p.g, v).objects < MIN_OBJECTS or v.llr <= 0:
-        return replace(_by_pixels(scene, g, v, best_lag, nothing.lattice_bins), seen=seen)
-    return replace(_by_features(scene, p, v, best_lag, nothing.lattice_bins, kappa), seen=seen)
+        found = _by_pixels(scene, g, v, best_lag, nothing.lattice_bins)
+    else:
+        found = _by_features(scene, p, v, best_lag, nothing.lattice_bins, kappa)
+    return replace(found, seen=seen, steps=steps)
 
 
 @dataclass(slots=True)
@@ -464,12 +500,13 @@ def _by_features(
 def probability(ev: Evidence) -> float:
     """P(double) from the evidence: a logistic function calibrated so that 0.5 is the
     decision threshold."""
-    b0, _, _, b_best, b_weight = CALIBRATION
+    b0, _, _, b_best, b_weight, b_step = CALIBRATION
     logit = (
         b0
         + _candidate_score(ev.llr, ev.objects, ev.cepstrum)
         + b_best * max(ev.cepstrum_best, 0.0)
         + b_weight * ev.weight
+        + b_step * _step_term(ev.steps)
     )
     return 1.0 / (1.0 + math.exp(-min(max(logit, -50.0), 50.0)))
 
@@ -496,9 +533,15 @@ def detect(
         remembered=remembered,
     )
     p = probability(ev) if ev.found else 0.0
+    g = ev.g
+    step_says = CALIBRATION[5] * _step_term(ev.steps)
+    if ev.steps.zscore > 0 and (g == (0.0, 0.0) or step_says > _offset_score(ev)):
+        # The steps speak loudest: the ghost edge lies uphill, so the offset's component across
+        # the steps is known, its sign and its component along them are not.
+        g = (ev.steps.shift * ev.steps.normal[0], ev.steps.shift * ev.steps.normal[1])
     return DoubleTipResult(
         p,
-        (-ev.g[1], -ev.g[0]),  # the ghost sits at -d: the second apex is at -g
+        (-g[1], -g[0]),  # the ghost sits at -d: the second apex is at -g
         ev.weight,
         ev.explained / ev.expected if ev.expected else 0.0,
         ev.explained,
@@ -508,6 +551,7 @@ def detect(
         ev.llr,
         ev.earlier,
         ev.seen,
+        ev.steps,
     )
 
 
@@ -524,6 +568,8 @@ class DoubleTipAnalyzer:
     second apex to the main one, 0 when unknown); ``pairs`` (features with a ghost at the
     offset) and ``features`` (compact features in the frame); ``earlier_frames`` (earlier
     frames of the history whose features showed the same offset, their evidence included);
+    ``step_ghost`` (z-score of a ghost edge uphill of the step edges, 0 when none: where
+    it alone speaks, the offset is its component across the steps, sign unknown);
     ``status`` (``"ok"``).
     """
 
@@ -589,6 +635,12 @@ class DoubleTipAnalyzer:
                 f"({dx * 1e9:+.2f}, {dy * 1e9:+.2f}) nm, weight {result.weight:.2f}; {pairs}, "
                 f"cepstrum peak {result.peak:.1f} sigma"
             )
+            if result.steps.zscore > 0:
+                shift = result.steps.shift * math.sqrt(image.pixel[0] * image.pixel[1])
+                message += (
+                    f"; steps show a ghost edge {shift * 1e9:.2f} nm uphill "
+                    f"({result.steps.zscore:.1f} sigma)"
+                )
         values: dict[str, float | str] = {
             "status": "ok",
             "p_double": p,
@@ -599,6 +651,7 @@ class DoubleTipAnalyzer:
             "pairs": float(result.pairs),
             "features": float(result.features),
             "earlier_frames": float(result.earlier),
+            "step_ghost": finite(result.steps.zscore),
         }
         return [Finding(self.name, "double_tip", p, values, message=message)]
 
