@@ -51,7 +51,8 @@ STEP = 0.5
 class StepGhost:
     """What the step edges say: the z-score of the strongest ghost edge (0: none, or no step),
     its distance uphill of the main edge (pixels, along the normal), its height ratio, the
-    number of edge pixels, and the edges' mean uphill normal (rows, x)."""
+    number of edge pixels, and the edges' common uphill direction (rows, x; a unit vector, or
+    zero when the edges face every way)."""
 
     zscore: float
     shift: float
@@ -137,7 +138,10 @@ def step_ghost(z: FloatArray, r_min: float, r_max: float) -> StepGhost:
     while end < lag.size - 1 and median[end + 1] > 0.3 * main:
         end += 1
     best = NONE
-    normal = (float(np.mean(uy)), float(np.mean(ux)))
+    # The steps' common uphill direction; none where they face every way (an island's rim).
+    mean_y, mean_x = float(np.mean(uy)), float(np.mean(ux))
+    length = math.hypot(mean_y, mean_x)
+    normal = (mean_y / length, mean_x / length) if length >= 0.5 else (0.0, 0.0)
     for k in range(end + 1, lag.size - 1):
         if not (r_min <= lag[k] <= r_max and usable[k]):
             continue

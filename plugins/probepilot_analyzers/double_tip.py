@@ -535,7 +535,7 @@ def detect(
     p = probability(ev) if ev.found else 0.0
     g = ev.g
     step_says = CALIBRATION[5] * _step_term(ev.steps)
-    if ev.steps.zscore > 0 and (g == (0.0, 0.0) or step_says > _offset_score(ev)):
+    if ev.steps.normal != (0.0, 0.0) and (g == (0.0, 0.0) or step_says > _offset_score(ev)):
         # The steps speak loudest: the ghost edge lies uphill, so the offset's component across
         # the steps is known, its sign and its component along them are not.
         g = (ev.steps.shift * ev.steps.normal[0], ev.steps.shift * ev.steps.normal[1])
@@ -619,10 +619,21 @@ class DoubleTipAnalyzer:
         p = finite(result.probability)
         dx, dy = scanner_vector(frame, *result.offset)
         separation = math.hypot(dx, dy)
+        verdict = "double tip" if p >= opts.threshold else "probably single"
+        steps = ""
+        if result.steps.zscore > STEP_FLOOR:
+            shift = result.steps.shift * math.sqrt(image.pixel[0] * image.pixel[1])
+            steps = (
+                f"steps show a ghost edge {shift * 1e9:.2f} nm uphill "
+                f"({result.steps.zscore:.1f} sigma)"
+            )
         if result.offset == (0.0, 0.0):
-            message = f"no ghost copy found (P(double) {p:.2f})"
+            message = (
+                f"{verdict}: P(double) {p:.2f}; {steps}"
+                if steps
+                else f"no ghost copy found (P(double) {p:.2f})"
+            )
         else:
-            verdict = "double tip" if p >= opts.threshold else "probably single"
             pairs = (
                 f"{result.pairs} of {result.features} features have a ghost"
                 if result.pairs
@@ -635,12 +646,8 @@ class DoubleTipAnalyzer:
                 f"({dx * 1e9:+.2f}, {dy * 1e9:+.2f}) nm, weight {result.weight:.2f}; {pairs}, "
                 f"cepstrum peak {result.peak:.1f} sigma"
             )
-            if result.steps.zscore > 0:
-                shift = result.steps.shift * math.sqrt(image.pixel[0] * image.pixel[1])
-                message += (
-                    f"; steps show a ghost edge {shift * 1e9:.2f} nm uphill "
-                    f"({result.steps.zscore:.1f} sigma)"
-                )
+            if steps:
+                message += f"; {steps}"
         values: dict[str, float | str] = {
             "status": "ok",
             "p_double": p,

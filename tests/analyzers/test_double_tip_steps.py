@@ -8,10 +8,11 @@ import math
 
 import numpy as np
 import pytest
+from analyzer_helpers import microscope, scan, with_z
 
 from probepilot_analyzers._image import level
 from probepilot_analyzers._steps import step_ghost
-from probepilot_analyzers.double_tip import KAPPA, detect
+from probepilot_analyzers.double_tip import KAPPA, DoubleTipAnalyzer, detect
 
 PIXEL = 0.1e-9
 SIZE = 160
@@ -94,3 +95,16 @@ def test_the_detector_calls_a_doubled_step_double_and_a_plain_one_single() -> No
     assert across == pytest.approx(abs(float(np.dot((3.0, 9.0), NORMAL))), abs=1.5)
     single = detect(seen(None), (PIXEL, PIXEL))
     assert single.probability < 0.5, single
+
+
+def test_the_finding_names_the_ghost_edge() -> None:
+    """Through the analyzer, on a frame of the simulator's shape with the doubled step as its Z:
+    the message says what the steps show and ``step_ghost`` carries its z-score."""
+    frame = scan(microscope("au111", seed=0), SIZE * PIXEL, SIZE)
+    [finding] = DoubleTipAnalyzer().analyze(with_z(frame, seen((3.0, 9.0), 0.5)), [])
+    assert finding.confidence > 0.5
+    assert finding.values["step_ghost"] > 8  # type: ignore[operator]
+    assert "steps show a ghost edge" in finding.message, finding.message
+    [plain] = DoubleTipAnalyzer().analyze(with_z(frame, seen(None)), [])
+    assert plain.values["step_ghost"] < 5  # type: ignore[operator]
+    assert "steps show" not in plain.message
