@@ -142,7 +142,7 @@ class Evidence:
     @property
     def found(self) -> bool:
         """Whether anything speaks for a ghost: an offset, or a ghost edge at a step."""
-        return self.g != (0.0, 0.0) or self.steps.zscore > 0
+        return self.g != (0.0, 0.0) or self.steps.zscore > STEP_FLOOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +300,7 @@ def evidence(
     spectrum[ring] = 0.0
     r_min = max(2.0, min_offset / px)
     r_max = min(max_offset / px, min(ny, nx) / 4)
-    nothing = Evidence((0.0, 0.0), 0.0, 0, 0, 0, 0.0, 0.0, 0.0, 0, int(mask.sum()))
+    nothing = Evidence((0.0, 0.0), 0.0, 0, 0, 0, 0.0, 0.0, 0.0, 0, int(peaks.sum()))
     if r_max < r_min:
         return nothing
     steps = step_ghost(z, max(r_min, STEP_MIN_LAG), r_max)
