@@ -191,7 +191,8 @@ def test_a_late_watcher_starts_from_the_snapshot_and_the_current_image(
         assert {ln.frame for ln in seen.lines} == {2}
         assert seen.events == []  # nothing from before the snapshot
         published.do(published.run.scan)
-        wait_for(lambda: len(seen.frames) == 2)
+        # Frames and events travel on separate sockets: neither waits for the other.
+        wait_for(lambda: len(seen.frames) == 2 and len(seen.events) >= 2)
         assert [e.seq for e in seen.events] == [5, 6]
 
 
