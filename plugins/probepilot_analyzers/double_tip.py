@@ -535,7 +535,11 @@ def detect(
     p = probability(ev) if ev.found else 0.0
     g = ev.g
     step_says = CALIBRATION[5] * _step_term(ev.steps)
-    if ev.steps.normal != (0.0, 0.0) and (g == (0.0, 0.0) or step_says > _offset_score(ev)):
+    if (
+        step_says > 0
+        and ev.steps.normal != (0.0, 0.0)
+        and (g == (0.0, 0.0) or step_says > _offset_score(ev))
+    ):
         # The steps speak loudest: the ghost edge lies uphill, so the offset's component across
         # the steps is known, its sign and its component along them are not.
         g = (ev.steps.shift * ev.steps.normal[0], ev.steps.shift * ev.steps.normal[1])
